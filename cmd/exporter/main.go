@@ -1,0 +1,167 @@
+// Command exporter is the kafka-rebalance-exporter daemon: it polls Kafka
+// consumer groups in the background and serves Prometheus metrics.
+// This file only wires the packages together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/version"
+	"github.com/rs/zerolog"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/config"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/demo"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/kafkaclient"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/poller"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/web"
+)
+
+const exitConfig = 2
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("exporter", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	demoMode := fs.Bool("demo", false, "start an embedded Kafka cluster (kfake) with a demo workload and export it")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: exporter [-demo] [-version]\n\nFlags:\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "\nConfiguration is read from these environment variables:\n\n")
+		_ = config.Usage(stderr)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitConfig
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Print("kafka-rebalance-exporter"))
+		return 0
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	log := newLogger(cfg, stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if *demoMode {
+		cluster, workload, err := startDemo(ctx, cfg, log)
+		if err != nil {
+			log.Error().Err(err).Msg("cannot start the demo")
+			return 1
+		}
+		defer cluster.Close()
+		defer workload.Close()
+		cfg.Brokers = cluster.Addrs()
+	}
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error().Err(err).Msg("exporter stopped")
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg *config.Config, w io.Writer) zerolog.Logger {
+	level, _ := zerolog.ParseLevel(cfg.LogLevel)
+	if cfg.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+func startDemo(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*demo.Cluster, *demo.Workload, error) {
+	cluster, err := demo.StartCluster(demo.ClusterOptions{Logger: log.With().Str("component", "demo-cluster").Logger()})
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := demo.WorkloadOptions{ChurnInterval: cfg.DemoChurnInterval, Storm: cfg.DemoStorm, Logger: log.With().Str("component", "demo-workload").Logger()}
+	workload, err := demo.RunWorkload(ctx, cluster.Addrs(), opts)
+	if err != nil {
+		cluster.Close()
+		return nil, nil, err
+	}
+	log.Info().Strs("brokers", cluster.Addrs()).Msg("demo cluster and workload running")
+	return cluster, workload, nil
+}
+
+func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
+	sc, err := kafkaclient.SaramaConfig(cfg)
+	if err != nil {
+		return err
+	}
+	store := state.NewStore(log)
+	p := poller.New(cfg, sc, log.With().Str("component", "poller").Logger())
+	defer p.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collector.New(store, p, collector.Options{}),
+		versioncollector.NewCollector("kafka_rebalance_exporter"),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+
+	ln, err := net.Listen("tcp", cfg.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("listen on %s (KRE_LISTEN_ADDRESS): %w", cfg.ListenAddress, err)
+	}
+	srv := &http.Server{
+		Handler:           web.Handler(web.Options{TelemetryPath: cfg.TelemetryPath, Gatherer: reg, Source: store, Log: log}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	log.Info().Interface("config", cfg.Redacted()).Str("version", version.Version).
+		Str("url", fmt.Sprintf("http://%s%s", displayAddr(ln.Addr()), cfg.TelemetryPath)).Msg("kafka-rebalance-exporter started")
+
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		p.Run(ctx, store)
+	}()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
+
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("shutting down")
+	case err := <-srvErr:
+		return fmt.Errorf("http server: %w", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = srv.Shutdown(shutdownCtx)
+	<-pollDone
+	return err
+}
+
+// displayAddr turns a wildcard listen address into one a person can click.
+func displayAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	return fmt.Sprintf("localhost:%d", tcp.Port)
+}

@@ -1,0 +1,238 @@
+// Package collector renders the exporter's latest snapshot as Prometheus
+// metrics. It never talks to Kafka: a scrape costs the same whether the
+// cluster is up, slow or gone, and says how fresh its data is.
+package collector
+
+import (
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/poller"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/snapshot"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
+)
+
+// SelfPrefix is the namespace of the exporter's own health metrics.
+const SelfPrefix = "kafka_rebalance_exporter_"
+
+// Source is where the collector reads from.
+type Source interface {
+	Current() *state.Snapshot
+}
+
+// PollerStats are the poller's own counters.
+type PollerStats interface {
+	// RequestCounts is how many Kafka requests of each API were sent.
+	RequestCounts() map[string]uint64
+	// DecodeErrors is how many member descriptions did not decode.
+	DecodeErrors() uint64
+}
+
+// Options tune what the collector exports.
+type Options struct {
+	// Now is the clock for snapshot age; time.Now when nil.
+	Now func() time.Time
+}
+
+// Collector is a prometheus.Collector over a Source.
+type Collector struct {
+	src      Source
+	requests PollerStats
+	opts     Options
+}
+
+// New returns a collector. requests may be nil.
+func New(src Source, requests PollerStats, opts Options) *Collector {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Collector{src: src, requests: requests, opts: opts}
+}
+
+var (
+	groupLabels     = []string{"consumergroup"}
+	partitionLabels = []string{"consumergroup", "topic", "partition"}
+
+	descCurrentOffset = prometheus.NewDesc("kafka_consumergroup_current_offset",
+		"Committed offset of the consumer group in the partition.", partitionLabels, nil)
+	descLag = prometheus.NewDesc("kafka_consumergroup_lag",
+		"Messages the consumer group is behind: log end offset minus committed offset, never negative. Only partitions with a committed offset.", partitionLabels, nil)
+	descLagSum = prometheus.NewDesc("kafka_consumergroup_lag_sum",
+		"Sum of kafka_consumergroup_lag over the topic's partitions.", []string{"consumergroup", "topic"}, nil)
+	descMembers = prometheus.NewDesc("kafka_consumergroup_members",
+		"Members of the consumer group.", groupLabels, nil)
+	descState = prometheus.NewDesc("kafka_consumergroup_state",
+		"Group state as the coordinator reports it: 1 for the current state, 0 for the others.", []string{"consumergroup", "state"}, nil)
+	descInfo = prometheus.NewDesc("kafka_consumergroup_info",
+		"Constant 1 with the group's type, protocol type, assignor, coordinator broker and generation source as labels.",
+		[]string{"consumergroup", "group_type", "protocol_type", "assignor", "coordinator", "generation_source"}, nil)
+
+	descTopicPartitions = prometheus.NewDesc("kafka_topic_partitions",
+		"Partitions of the topic.", []string{"topic"}, nil)
+	descTopicCurrent = prometheus.NewDesc("kafka_topic_partition_current_offset",
+		"Log end offset (high watermark) of the partition.", []string{"topic", "partition"}, nil)
+	descTopicOldest = prometheus.NewDesc("kafka_topic_partition_oldest_offset",
+		"Log start offset of the partition.", []string{"topic", "partition"}, nil)
+	descBrokers = prometheus.NewDesc("kafka_brokers",
+		"Brokers in the cluster according to the latest metadata.", nil, nil)
+
+	descUp = prometheus.NewDesc(SelfPrefix+"up",
+		"1 when the latest poll of every loop fully succeeded, else 0.", nil, nil)
+	descPollDuration = prometheus.NewDesc(SelfPrefix+"poll_duration_seconds",
+		"Duration of polls, successful or not.", []string{"loop"}, nil)
+	descPolls = prometheus.NewDesc(SelfPrefix+"polls_total",
+		"Polls attempted.", []string{"loop"}, nil)
+	descPollErrors = prometheus.NewDesc(SelfPrefix+"poll_errors_total",
+		"Failed poll steps by stage.", []string{"stage"}, nil)
+	descLastSuccess = prometheus.NewDesc(SelfPrefix+"last_successful_poll_timestamp_seconds",
+		"Unix time of the loop's last fully successful poll.", []string{"loop"}, nil)
+	descSnapshotAge = prometheus.NewDesc(SelfPrefix+"snapshot_age_seconds",
+		"Age of the data served for the loop: now minus the time of its last successful poll.", []string{"loop"}, nil)
+	descRequests = prometheus.NewDesc(SelfPrefix+"kafka_requests_total",
+		"Kafka requests sent by the exporter, by API.", []string{"api"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descCurrentOffset, descLag, descLagSum, descMembers, descState, descInfo,
+		descTopicPartitions, descTopicCurrent, descTopicOldest, descBrokers,
+		descUp, descPollDuration, descPolls, descPollErrors, descLastSuccess, descSnapshotAge, descRequests} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.src.Current()
+	c.collectGroups(ch, s)
+	c.collectOffsets(ch, s)
+	c.collectSelf(ch, s)
+}
+
+func (c *Collector) collectGroups(ch chan<- prometheus.Metric, s *state.Snapshot) {
+	if s.Groups == nil {
+		return
+	}
+	for _, name := range sortedKeys(s.Groups.Groups) {
+		g := s.Groups.Groups[name]
+		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(len(g.Members)), name)
+		known := false
+		for _, st := range snapshot.AllStates {
+			v := 0.0
+			if st == g.State {
+				v, known = 1, true
+			}
+			if st == "Unknown" && !known {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, name, st)
+		}
+		ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1,
+			name, g.Type, g.ProtocolType, g.Assignor, strconv.Itoa(int(g.Coordinator)), "")
+	}
+}
+
+func (c *Collector) collectOffsets(ch chan<- prometheus.Metric, s *state.Snapshot) {
+	o := s.Offsets
+	if o == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descBrokers, prometheus.GaugeValue, float64(o.Brokers))
+	for _, name := range sortedKeys(o.Topics) {
+		t := o.Topics[name]
+		ch <- prometheus.MustNewConstMetric(descTopicPartitions, prometheus.GaugeValue, float64(len(t.Partitions)), name)
+		for _, id := range sortedKeys(t.Partitions) {
+			p := t.Partitions[id]
+			part := strconv.Itoa(int(id))
+			if p.Newest >= 0 {
+				ch <- prometheus.MustNewConstMetric(descTopicCurrent, prometheus.GaugeValue, float64(p.Newest), name, part)
+			}
+			if p.Oldest >= 0 {
+				ch <- prometheus.MustNewConstMetric(descTopicOldest, prometheus.GaugeValue, float64(p.Oldest), name, part)
+			}
+		}
+	}
+	for _, group := range sortedKeys(o.Committed) {
+		for _, topic := range sortedKeys(o.Committed[group]) {
+			var sum int64
+			t := o.Topics[topic]
+			for _, id := range sortedKeys(o.Committed[group][topic]) {
+				off := o.Committed[group][topic][id]
+				part := strconv.Itoa(int(id))
+				ch <- prometheus.MustNewConstMetric(descCurrentOffset, prometheus.GaugeValue, float64(off), group, topic, part)
+				lag, ok := Lag(t, id, off)
+				if !ok {
+					continue
+				}
+				sum += lag
+				ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(lag), group, topic, part)
+			}
+			ch <- prometheus.MustNewConstMetric(descLagSum, prometheus.GaugeValue, float64(sum), group, topic)
+		}
+	}
+}
+
+// Lag is the offset lag of a committed offset in a partition, clamped at
+// zero; ok is false when the partition's log end is unknown.
+func Lag(t *snapshot.Topic, partition int32, committed int64) (lag int64, ok bool) {
+	if t == nil {
+		return 0, false
+	}
+	p, found := t.Partitions[partition]
+	if !found || p.Newest < 0 {
+		return 0, false
+	}
+	return max(p.Newest-committed, 0), true
+}
+
+func (c *Collector) collectSelf(ch chan<- prometheus.Metric, s *state.Snapshot) {
+	now := c.opts.Now()
+	up := 1.0
+	for _, loop := range state.Loops {
+		ls := s.Loops[loop]
+		if !ls.LastOK {
+			up = 0
+		}
+		h := s.PollDurations[loop]
+		ch <- prometheus.MustNewConstHistogram(descPollDuration, h.Count, h.Sum, h.Buckets, loop)
+		ch <- prometheus.MustNewConstMetric(descPolls, prometheus.CounterValue, float64(ls.Polls), loop)
+		if !ls.LastSuccess.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(ls.LastSuccess.UnixNano())/1e9, loop)
+			ch <- prometheus.MustNewConstMetric(descSnapshotAge, prometheus.GaugeValue, max(now.Sub(ls.LastSuccess).Seconds(), 0), loop)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
+	var decodeErrors uint64
+	if c.requests != nil {
+		decodeErrors = c.requests.DecodeErrors()
+	}
+	for _, stage := range sortedKeys(s.StageErrors) {
+		n := s.StageErrors[stage]
+		if stage == poller.StageDecodeMember {
+			n += decodeErrors
+		}
+		ch <- prometheus.MustNewConstMetric(descPollErrors, prometheus.CounterValue, float64(n), stage)
+	}
+	if c.requests != nil {
+		counts := c.requests.RequestCounts()
+		for _, api := range sortedKeys(counts) {
+			ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(counts[api]), api)
+		}
+	}
+}
+
+type ordered interface {
+	~string | ~int32 | ~float64
+}
+
+func sortedKeys[K ordered, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	return keys
+}

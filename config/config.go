@@ -1,0 +1,266 @@
+// Package config is the single place where the exporter's settings are
+// declared, defaulted, documented and validated. Everything comes from
+// environment variables with the prefix Prefix, so that the same binary runs
+// unchanged under systemd, Docker and Kubernetes.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Prefix is the environment variable prefix of every setting.
+const Prefix = "KRE"
+
+// Config holds every setting. The `desc` tags are what `exporter -help`
+// prints, so they are written for operators.
+type Config struct {
+	Brokers           []string      `envconfig:"BROKERS" default:"localhost:9092" desc:"Comma-separated bootstrap brokers (host:port)."`
+	ClientID          string        `envconfig:"CLIENT_ID" default:"kafka-rebalance-exporter" desc:"Kafka client.id the exporter announces to brokers."`
+	KafkaVersion      string        `envconfig:"KAFKA_VERSION" default:"4.0.0" desc:"Highest Kafka protocol version to speak; requests are negotiated down to what each broker supports, so the default works with Kafka 2.x to 4.x."`
+	PollInterval      time.Duration `envconfig:"POLL_INTERVAL" default:"10s" desc:"How often committed offsets and log offsets are read (lag, lag in seconds, status)."`
+	GroupPollInterval time.Duration `envconfig:"GROUP_POLL_INTERVAL" default:"2s" desc:"How often group descriptions are read (state, members, generations, rebalances)."`
+	RequestTimeout    time.Duration `envconfig:"REQUEST_TIMEOUT" default:"10s" desc:"Timeout of one Kafka request and of connecting to a broker."`
+
+	GroupInclude string `envconfig:"GROUP_INCLUDE" default:".*" desc:"Regular expression (RE2, anchored) of consumer groups to export."`
+	GroupExclude string `envconfig:"GROUP_EXCLUDE" default:"" desc:"Regular expression (RE2, anchored) of consumer groups to leave out; wins over GROUP_INCLUDE."`
+	TopicInclude string `envconfig:"TOPIC_INCLUDE" default:".*" desc:"Regular expression (RE2, anchored) of topics to export."`
+	TopicExclude string `envconfig:"TOPIC_EXCLUDE" default:"__.*" desc:"Regular expression (RE2, anchored) of topics to leave out; wins over TOPIC_INCLUDE. Default hides internal topics."`
+
+	ListenAddress string `envconfig:"LISTEN_ADDRESS" default:":9308" desc:"HTTP listen address (9308 is kafka_exporter's port)."`
+	TelemetryPath string `envconfig:"TELEMETRY_PATH" default:"/metrics" desc:"Path under which metrics are served."`
+	LogLevel      string `envconfig:"LOG_LEVEL" default:"info" desc:"Log level: debug, info, warn, error."`
+	LogFormat     string `envconfig:"LOG_FORMAT" default:"json" desc:"Log format: json or console."`
+
+	TLSEnabled            bool   `envconfig:"TLS_ENABLED" default:"false" desc:"Connect to brokers with TLS."`
+	TLSCAFile             string `envconfig:"TLS_CA_FILE" desc:"PEM file of CA certificates to verify brokers (system roots when empty)."`
+	TLSCertFile           string `envconfig:"TLS_CERT_FILE" desc:"PEM client certificate for mutual TLS."`
+	TLSKeyFile            string `envconfig:"TLS_KEY_FILE" desc:"PEM client private key for mutual TLS."`
+	TLSServerName         string `envconfig:"TLS_SERVER_NAME" desc:"Server name to verify in broker certificates (default: the broker host)."`
+	TLSInsecureSkipVerify bool   `envconfig:"TLS_INSECURE_SKIP_VERIFY" default:"false" desc:"Do not verify broker certificates (testing only)."`
+
+	SASLMechanism    string `envconfig:"SASL_MECHANISM" desc:"SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty disables SASL."`
+	SASLUsername     string `envconfig:"SASL_USERNAME" desc:"SASL user name."`
+	SASLPassword     string `envconfig:"SASL_PASSWORD" desc:"SASL password (prefer SASL_PASSWORD_FILE)."`
+	SASLPasswordFile string `envconfig:"SASL_PASSWORD_FILE" desc:"File whose content (trailing newline removed) is the SASL password."`
+
+	MemberMetrics    bool `envconfig:"MEMBER_METRICS" default:"false" desc:"Export assigned partitions per member (labels client_id, client_host, member_id). Off by default: member identities churn."`
+	RebalanceHistory int  `envconfig:"REBALANCE_HISTORY" default:"20" desc:"Rebalance events kept per group for /api/v1/groups."`
+
+	LagHistoryPoints int `envconfig:"LAG_HISTORY_POINTS" default:"64" desc:"Log-end offset points kept per partition for lag in seconds."`
+
+	DemoChurnInterval time.Duration `envconfig:"DEMO_CHURN_INTERVAL" default:"60s" desc:"With -demo: how often the churning demo groups gain or lose a member."`
+	DemoStorm         bool          `envconfig:"DEMO_STORM" default:"false" desc:"With -demo: make the churning demo groups rebalance every few seconds (a rebalance storm)."`
+
+	// Compiled forms, filled by Load.
+	Filters Filters             `ignored:"true"`
+	Version sarama.KafkaVersion `ignored:"true"`
+}
+
+// Filters decides which groups and topics are exported.
+type Filters struct {
+	GroupInclude, GroupExclude *regexp.Regexp
+	TopicInclude, TopicExclude *regexp.Regexp
+}
+
+// Group reports whether a consumer group is exported.
+func (f Filters) Group(name string) bool { return keep(name, f.GroupInclude, f.GroupExclude) }
+
+// Topic reports whether a topic is exported.
+func (f Filters) Topic(name string) bool { return keep(name, f.TopicInclude, f.TopicExclude) }
+
+func keep(name string, include, exclude *regexp.Regexp) bool {
+	if include != nil && !include.MatchString(name) {
+		return false
+	}
+	return exclude == nil || !exclude.MatchString(name)
+}
+
+// Error names the variable at fault, so the one-line message tells the
+// operator exactly what to fix.
+type Error struct {
+	Var string
+	Msg string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("invalid configuration: %s_%s: %s", Prefix, e.Var, e.Msg)
+}
+
+// Load reads and validates the configuration from the environment.
+func Load() (*Config, error) {
+	var c Config
+	if err := envconfig.Process(Prefix, &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return nil, &Error{Var: pe.KeyName[len(Prefix)+1:], Msg: fmt.Sprintf("cannot parse %q as %s", pe.Value, pe.TypeName)}
+		}
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) validate() error {
+	brokers := c.Brokers[:0]
+	for _, b := range c.Brokers {
+		if b = strings.TrimSpace(b); b != "" {
+			brokers = append(brokers, b)
+		}
+	}
+	c.Brokers = brokers
+	if len(c.Brokers) == 0 {
+		return &Error{"BROKERS", "at least one broker is required"}
+	}
+	for _, b := range c.Brokers {
+		if i := strings.LastIndex(b, ":"); i <= 0 || i == len(b)-1 {
+			return &Error{"BROKERS", fmt.Sprintf("%q is not host:port", b)}
+		}
+	}
+	v, err := sarama.ParseKafkaVersion(c.KafkaVersion)
+	if err != nil {
+		return &Error{"KAFKA_VERSION", err.Error()}
+	}
+	c.Version = v
+	for _, d := range []struct {
+		name string
+		val  time.Duration
+	}{{"POLL_INTERVAL", c.PollInterval}, {"GROUP_POLL_INTERVAL", c.GroupPollInterval}, {"REQUEST_TIMEOUT", c.RequestTimeout}} {
+		if d.val <= 0 {
+			return &Error{d.name, "must be a positive duration such as 10s"}
+		}
+	}
+	if c.Filters.GroupInclude, err = compile("GROUP_INCLUDE", c.GroupInclude); err != nil {
+		return err
+	}
+	if c.Filters.GroupExclude, err = compile("GROUP_EXCLUDE", c.GroupExclude); err != nil {
+		return err
+	}
+	if c.Filters.TopicInclude, err = compile("TOPIC_INCLUDE", c.TopicInclude); err != nil {
+		return err
+	}
+	if c.Filters.TopicExclude, err = compile("TOPIC_EXCLUDE", c.TopicExclude); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(c.TelemetryPath, "/") || c.TelemetryPath == "/" {
+		return &Error{"TELEMETRY_PATH", "must start with / and not be / (the landing page)"}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return &Error{"LOG_LEVEL", fmt.Sprintf("%q is not one of debug, info, warn, error", c.LogLevel)}
+	}
+	switch c.LogFormat {
+	case "json", "console":
+	default:
+		return &Error{"LOG_FORMAT", fmt.Sprintf("%q is not json or console", c.LogFormat)}
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
+	if err := c.validateSASL(); err != nil {
+		return err
+	}
+	if c.RebalanceHistory < 0 {
+		return &Error{"REBALANCE_HISTORY", "must not be negative"}
+	}
+	if c.LagHistoryPoints < 4 {
+		return &Error{"LAG_HISTORY_POINTS", "must be at least 4"}
+	}
+	return nil
+}
+
+func (c *Config) validateTLS() error {
+	if !c.TLSEnabled {
+		return nil
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return &Error{"TLS_CERT_FILE", "TLS_CERT_FILE and TLS_KEY_FILE must be set together"}
+	}
+	for name, f := range map[string]string{"TLS_CA_FILE": c.TLSCAFile, "TLS_CERT_FILE": c.TLSCertFile, "TLS_KEY_FILE": c.TLSKeyFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return &Error{name, err.Error()}
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateSASL() error {
+	switch strings.ToUpper(c.SASLMechanism) {
+	case "":
+		return nil
+	case sarama.SASLTypePlaintext, sarama.SASLTypeSCRAMSHA256, sarama.SASLTypeSCRAMSHA512:
+		c.SASLMechanism = strings.ToUpper(c.SASLMechanism)
+	default:
+		return &Error{"SASL_MECHANISM", fmt.Sprintf("%q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASLMechanism)}
+	}
+	if c.SASLUsername == "" {
+		return &Error{"SASL_USERNAME", "required when SASL_MECHANISM is set"}
+	}
+	if c.SASLPasswordFile != "" {
+		if c.SASLPassword != "" {
+			return &Error{"SASL_PASSWORD_FILE", "set either SASL_PASSWORD or SASL_PASSWORD_FILE, not both"}
+		}
+		b, err := os.ReadFile(c.SASLPasswordFile)
+		if err != nil {
+			return &Error{"SASL_PASSWORD_FILE", err.Error()}
+		}
+		c.SASLPassword = strings.TrimRight(string(b), "\r\n")
+	}
+	if c.SASLPassword == "" {
+		return &Error{"SASL_PASSWORD", "required when SASL_MECHANISM is set (or use SASL_PASSWORD_FILE)"}
+	}
+	return nil
+}
+
+func compile(name, expr string) (*regexp.Regexp, error) {
+	if expr == "" {
+		return nil, nil
+	}
+	re, err := regexp.Compile("^(?:" + expr + ")$")
+	if err != nil {
+		return nil, &Error{name, fmt.Sprintf("not a valid regular expression: %v", err)}
+	}
+	return re, nil
+}
+
+// Usage writes the table of every variable with its default and meaning.
+func Usage(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if err := envconfig.Usagef(Prefix, &Config{}, tw, envconfig.DefaultTableFormat); err != nil {
+		return err
+	}
+	return tw.Flush()
+}
+
+// Redacted returns the settings safe to log: secrets are masked.
+func (c *Config) Redacted() map[string]any {
+	masked := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "<redacted>"
+	}
+	return map[string]any{
+		"brokers": c.Brokers, "client_id": c.ClientID, "kafka_version": c.KafkaVersion,
+		"poll_interval": c.PollInterval.String(), "group_poll_interval": c.GroupPollInterval.String(),
+		"request_timeout": c.RequestTimeout.String(), "group_include": c.GroupInclude, "group_exclude": c.GroupExclude,
+		"topic_include": c.TopicInclude, "topic_exclude": c.TopicExclude, "listen_address": c.ListenAddress,
+		"telemetry_path": c.TelemetryPath, "tls": c.TLSEnabled, "sasl_mechanism": c.SASLMechanism,
+		"sasl_username": c.SASLUsername, "sasl_password": masked(c.SASLPassword), "member_metrics": c.MemberMetrics,
+	}
+}

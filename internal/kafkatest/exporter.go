@@ -1,0 +1,76 @@
+package kafkatest
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/config"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/kafkaclient"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/poller"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
+)
+
+// Config loads the exporter configuration for addrs, with extra settings
+// given as KRE_-less variable names (e.g. "GROUP_EXCLUDE": "x").
+func Config(t *testing.T, addrs []string, env map[string]string) *config.Config {
+	t.Helper()
+	t.Setenv(config.Prefix+"_BROKERS", strings.Join(addrs, ","))
+	t.Setenv(config.Prefix+"_REQUEST_TIMEOUT", "5s")
+	for k, v := range env {
+		t.Setenv(config.Prefix+"_"+k, v)
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	return cfg
+}
+
+// Exporter is the exporter's Kafka side without HTTP: a poller feeding a
+// store, polled on demand by the test.
+type Exporter struct {
+	Poller *poller.Poller
+	Store  *state.Store
+}
+
+// NewExporter builds a poller and store for cfg; the poller is closed when
+// the test ends.
+func NewExporter(t *testing.T, cfg *config.Config) *Exporter {
+	t.Helper()
+	sc, err := kafkaclient.SaramaConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Exporter{Poller: poller.New(cfg, sc, zerolog.Nop()), Store: state.NewStore(zerolog.Nop())}
+	t.Cleanup(func() { _ = e.Poller.Close() })
+	return e
+}
+
+// Poll runs one groups poll and one offsets poll, as the background loops
+// would, and fails the test if either fails.
+func (e *Exporter) Poll(t testing.TB) {
+	t.Helper()
+	if err := e.TryPoll(); err != nil {
+		t.Fatalf("poll: %v", err)
+	}
+}
+
+// TryPoll is Poll that returns the error instead of failing.
+func (e *Exporter) TryPoll() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	gobs, err := e.Poller.PollGroups(ctx)
+	e.Store.GroupsPolled(gobs, time.Since(start), err)
+	if err != nil {
+		return err
+	}
+	start = time.Now()
+	oobs, err := e.Poller.PollOffsets(ctx, e.Store.LatestGroups())
+	e.Store.OffsetsPolled(oobs, time.Since(start), err)
+	return err
+}

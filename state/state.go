@@ -1,0 +1,180 @@
+// Package state keeps the exporter's current view of the cluster: the
+// latest successful observations of both poll loops plus everything
+// derived from them, published as one immutable Snapshot that scrapes and
+// the JSON API read without locks and without touching Kafka.
+package state
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/poller"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/snapshot"
+)
+
+// Loop names, as used in the self-health metrics' loop label.
+const (
+	LoopGroups  = "groups"
+	LoopOffsets = "offsets"
+)
+
+// Loops lists the poll loops in export order.
+var Loops = []string{LoopGroups, LoopOffsets}
+
+// LoopStatus is what the self-health metrics report about one poll loop.
+type LoopStatus struct {
+	Polls       uint64
+	LastAttempt time.Time
+	LastSuccess time.Time // zero until the first successful poll
+	LastOK      bool
+	LastError   string
+	// LastDuration of the last poll, successful or not.
+	LastDuration time.Duration
+}
+
+// Snapshot is one consistent view. Nothing in it is modified after it is
+// published; a poll builds a new Snapshot that shares unchanged parts.
+type Snapshot struct {
+	Groups  *snapshot.GroupsObservation  // nil until the first successful groups poll
+	Offsets *snapshot.OffsetsObservation // nil until the first successful offsets poll
+	Loops   map[string]LoopStatus
+	// StageErrors counts failed poll steps by stage since start.
+	StageErrors map[string]uint64
+	// PollDurations keeps every poll's duration for the histogram.
+	PollDurations map[string]*DurationHistogram
+}
+
+// Ready reports whether both loops have succeeded at least once.
+func (s *Snapshot) Ready() bool { return s.Groups != nil && s.Offsets != nil }
+
+// Store receives poll results (it is the poller's Sink) and publishes
+// snapshots.
+type Store struct {
+	log zerolog.Logger
+	mu  sync.Mutex // serialises the two poll loops' updates
+	cur atomic.Pointer[Snapshot]
+}
+
+// NewStore returns a store holding an empty snapshot.
+func NewStore(log zerolog.Logger) *Store {
+	s := &Store{log: log}
+	first := &Snapshot{Loops: map[string]LoopStatus{}, StageErrors: map[string]uint64{}, PollDurations: map[string]*DurationHistogram{}}
+	for _, l := range Loops {
+		first.Loops[l] = LoopStatus{}
+		first.PollDurations[l] = NewDurationHistogram()
+	}
+	for _, st := range poller.Stages {
+		first.StageErrors[st] = 0
+	}
+	s.cur.Store(first)
+	return s
+}
+
+// Current returns the latest snapshot; never nil.
+func (s *Store) Current() *Snapshot { return s.cur.Load() }
+
+// LatestGroups implements poller.Sink.
+func (s *Store) LatestGroups() *snapshot.GroupsObservation { return s.cur.Load().Groups }
+
+// GroupsPolled implements poller.Sink.
+func (s *Store) GroupsPolled(obs *snapshot.GroupsObservation, took time.Duration, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.next(LoopGroups, took, err)
+	if err == nil {
+		next.Groups = obs
+	}
+	s.cur.Store(next)
+}
+
+// OffsetsPolled implements poller.Sink.
+func (s *Store) OffsetsPolled(obs *snapshot.OffsetsObservation, took time.Duration, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.next(LoopOffsets, took, err)
+	if err == nil {
+		next.Offsets = obs
+	}
+	s.cur.Store(next)
+}
+
+// next copies the current snapshot's bookkeeping and records one poll of
+// loop. Failures are logged when a loop starts or stops failing, not on
+// every poll, so an outage of hours does not flood the log.
+func (s *Store) next(loop string, took time.Duration, err error) *Snapshot {
+	prev := s.cur.Load()
+	next := *prev
+	next.Loops = make(map[string]LoopStatus, len(prev.Loops))
+	for k, v := range prev.Loops {
+		next.Loops[k] = v
+	}
+	next.PollDurations = make(map[string]*DurationHistogram, len(prev.PollDurations))
+	for k, v := range prev.PollDurations {
+		next.PollDurations[k] = v
+	}
+	next.PollDurations[loop] = prev.PollDurations[loop].With(took)
+
+	ls := next.Loops[loop]
+	now := time.Now()
+	ls.Polls++
+	ls.LastAttempt = now
+	ls.LastDuration = took
+	wasOK := ls.LastOK || ls.Polls == 1
+	if err == nil {
+		if !ls.LastOK && ls.Polls > 1 {
+			s.log.Info().Str("loop", loop).Msg("poll recovered")
+		}
+		ls.LastOK, ls.LastError, ls.LastSuccess = true, "", now
+	} else {
+		ls.LastOK, ls.LastError = false, err.Error()
+		next.StageErrors = make(map[string]uint64, len(prev.StageErrors))
+		for k, v := range prev.StageErrors {
+			next.StageErrors[k] = v
+		}
+		for _, se := range poller.StageErrors(err) {
+			next.StageErrors[se.Stage]++
+		}
+		ev := s.log.Debug()
+		if wasOK {
+			ev = s.log.Warn()
+		}
+		ev.Str("loop", loop).Err(err).Msg("poll failed; serving the last good data")
+	}
+	next.Loops[loop] = ls
+	return &next
+}
+
+// DurationBuckets are the poll duration histogram's bounds in seconds.
+var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+// DurationHistogram is an immutable cumulative histogram of poll durations.
+type DurationHistogram struct {
+	Count   uint64
+	Sum     float64
+	Buckets map[float64]uint64 // upper bound -> cumulative count
+}
+
+// NewDurationHistogram returns an empty histogram.
+func NewDurationHistogram() *DurationHistogram {
+	h := &DurationHistogram{Buckets: make(map[float64]uint64, len(DurationBuckets))}
+	for _, b := range DurationBuckets {
+		h.Buckets[b] = 0
+	}
+	return h
+}
+
+// With returns a copy that also counts d.
+func (h *DurationHistogram) With(d time.Duration) *DurationHistogram {
+	sec := d.Seconds()
+	n := &DurationHistogram{Count: h.Count + 1, Sum: h.Sum + sec, Buckets: make(map[float64]uint64, len(h.Buckets))}
+	for b, c := range h.Buckets {
+		if sec <= b {
+			c++
+		}
+		n.Buckets[b] = c
+	}
+	return n
+}
