@@ -94,15 +94,20 @@ func newLogger(cfg *config.Config, w io.Writer) zerolog.Logger {
 }
 
 func startDemo(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*demo.Cluster, *demo.Workload, error) {
-	cluster, err := demo.StartCluster(demo.ClusterOptions{Logger: log.With().Str("component", "demo-cluster").Logger()})
+	cluster, err := demo.StartCluster(demo.ClusterOptions{})
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := demo.WorkloadOptions{ChurnInterval: cfg.DemoChurnInterval, Storm: cfg.DemoStorm, Logger: log.With().Str("component", "demo-workload").Logger()}
+	opts := demo.WorkloadOptions{ChurnInterval: cfg.DemoChurnInterval, Logger: log.With().Str("component", "demo-workload").Logger()}
 	workload, err := demo.RunWorkload(ctx, cluster.Addrs(), opts)
 	if err != nil {
 		cluster.Close()
 		return nil, nil, err
+	}
+	if cfg.DemoStorm {
+		// A storm for as long as the process lives: the alert end-to-end
+		// test needs rebalances every few seconds from the start.
+		go workload.Storm(ctx, 365*24*time.Hour)
 	}
 	log.Info().Strs("brokers", cluster.Addrs()).Msg("demo cluster and workload running")
 	return cluster, workload, nil

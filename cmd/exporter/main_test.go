@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/config"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
+)
+
+func TestBadConfigurationExitsTwoWithOneClearLine(t *testing.T) {
+	for _, tc := range []struct{ env, value, want string }{
+		{"POLL_INTERVAL", "soon", "KRE_POLL_INTERVAL"},
+		{"POLL_INTERVAL", "-1s", "KRE_POLL_INTERVAL: must be a positive duration"},
+		{"BROKERS", "no-port", "KRE_BROKERS: \"no-port\" is not host:port"},
+		{"GROUP_INCLUDE", "(", "KRE_GROUP_INCLUDE: not a valid regular expression"},
+		{"KAFKA_VERSION", "banana", "KRE_KAFKA_VERSION"},
+		{"LOG_FORMAT", "xml", "KRE_LOG_FORMAT"},
+		{"SASL_MECHANISM", "GSSAPI", "KRE_SASL_MECHANISM"},
+		{"SASL_PASSWORD_FILE", "/nonexistent/secret", "KRE_SASL_PASSWORD_FILE"},
+	} {
+		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
+			t.Setenv("KRE_"+tc.env, tc.value)
+			if tc.env == "SASL_PASSWORD_FILE" {
+				t.Setenv("KRE_SASL_MECHANISM", "PLAIN")
+				t.Setenv("KRE_SASL_USERNAME", "u")
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(nil, &stdout, &stderr)
+			if code != 2 {
+				t.Fatalf("exit code %d, want 2; stderr: %s", code, stderr.String())
+			}
+			msg := strings.TrimSpace(stderr.String())
+			if strings.Count(msg, "\n") != 0 || !strings.Contains(msg, tc.want) {
+				t.Fatalf("stderr %q: want one line containing %q", msg, tc.want)
+			}
+		})
+	}
+}
+
+func TestHelpListsEveryVariable(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-help"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, v := range []string{"KRE_BROKERS", "KRE_POLL_INTERVAL", "KRE_SASL_PASSWORD_FILE", "KRE_TLS_CA_FILE", "KRE_LISTEN_ADDRESS", "9308"} {
+		if !strings.Contains(stderr.String(), v) {
+			t.Errorf("-help output lacks %s", v)
+		}
+	}
+}
+
+func TestPasswordNeverLogged(t *testing.T) {
+	t.Setenv("KRE_SASL_MECHANISM", "SCRAM-SHA-512")
+	t.Setenv("KRE_SASL_USERNAME", "exporter")
+	t.Setenv("KRE_SASL_PASSWORD", "hunter2-secret")
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	log := zerolog.New(&buf)
+	log.Info().Interface("config", cfg.Redacted()).Msg("x")
+	if strings.Contains(buf.String(), "hunter2") {
+		t.Fatalf("password logged: %s", buf.String())
+	}
+}
+
+// syncBuffer lets the test read the exporter's log while it writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var lns []net.Listener
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Brokers down at start: the process stays up, is not ready, reports
+// up=0, and recovers by itself once the cluster appears.
+func TestUnreachableAtStartThenRecovers(t *testing.T) {
+	ports := freePorts(t, 4)
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	t.Setenv("KRE_BROKERS", fmt.Sprintf("127.0.0.1:%d", ports[1]))
+	t.Setenv("KRE_LISTEN_ADDRESS", httpAddr)
+	t.Setenv("KRE_GROUP_POLL_INTERVAL", "200ms")
+	t.Setenv("KRE_POLL_INTERVAL", "300ms")
+	t.Setenv("KRE_REQUEST_TIMEOUT", "1s")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, zerolog.New(logs)) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+
+	base := "http://" + httpAddr
+	kafkatest.Eventually(t, 10*time.Second, func() error {
+		_, body := get(base + "/metrics")
+		if !strings.Contains(body, "kafka_rebalance_exporter_up 0") {
+			return fmt.Errorf("up is not 0 yet")
+		}
+		if !strings.Contains(body, `kafka_rebalance_exporter_poll_errors_total{stage="connect"}`) {
+			return fmt.Errorf("no connect errors counted")
+		}
+		return nil
+	})
+	if code, _ := get(base + "/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz = %d before Kafka exists, want 503", code)
+	}
+	if code, _ := get(base + "/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz = %d, want 200", code)
+	}
+
+	kafkatest.NewCluster(t, kfake.Ports(ports[1], ports[2], ports[3]))
+	kafkatest.Eventually(t, 30*time.Second, func() error {
+		if code, body := get(base + "/readyz"); code != http.StatusOK {
+			return fmt.Errorf("/readyz = %d: %s", code, body)
+		}
+		_, body := get(base + "/metrics")
+		if !strings.Contains(body, "kafka_rebalance_exporter_up 1") || !strings.Contains(body, "kafka_brokers 3") {
+			return fmt.Errorf("not recovered yet")
+		}
+		return nil
+	})
+}
