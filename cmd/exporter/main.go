@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		return fmt.Errorf("listen on %s (KRE_LISTEN_ADDRESS): %w", cfg.ListenAddress, err)
 	}
 	srv := &http.Server{
-		Handler:           web.Handler(web.Options{TelemetryPath: cfg.TelemetryPath, Gatherer: reg, Source: store, Log: log}),
+		Handler:           web.Handler(web.Options{TelemetryPath: cfg.TelemetryPath, Gatherer: reg, Source: store, Log: log, Groups: web.Groups{}}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	log.Info().Interface("config", cfg.Redacted()).Str("version", version.Version).
