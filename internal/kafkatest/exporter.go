@@ -2,6 +2,7 @@ package kafkatest
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +24,36 @@ func Config(t *testing.T, addrs []string, env map[string]string) *config.Config 
 	for k, v := range env {
 		t.Setenv(config.Prefix+"_"+k, v)
 	}
+	return load(t)
+}
+
+// ConfigTB is Config for benchmarks, which have no Setenv.
+func ConfigTB(tb testing.TB, addrs []string, env map[string]string) *config.Config {
+	tb.Helper()
+	env2 := map[string]string{"BROKERS": strings.Join(addrs, ","), "REQUEST_TIMEOUT": "5s"}
+	for k, v := range env {
+		env2[k] = v
+	}
+	for k, v := range env2 {
+		key := config.Prefix + "_" + k
+		old, had := os.LookupEnv(key)
+		os.Setenv(key, v)
+		tb.Cleanup(func() {
+			if had {
+				os.Setenv(key, old)
+			} else {
+				os.Unsetenv(key)
+			}
+		})
+	}
+	return load(tb)
+}
+
+func load(tb testing.TB) *config.Config {
+	tb.Helper()
 	cfg, err := config.Load()
 	if err != nil {
-		t.Fatalf("config: %v", err)
+		tb.Fatalf("config: %v", err)
 	}
 	return cfg
 }
@@ -39,7 +67,7 @@ type Exporter struct {
 
 // NewExporter builds a poller and store for cfg; the poller is closed when
 // the test ends.
-func NewExporter(t *testing.T, cfg *config.Config) *Exporter {
+func NewExporter(t testing.TB, cfg *config.Config) *Exporter {
 	t.Helper()
 	sc, err := kafkaclient.SaramaConfig(cfg)
 	if err != nil {
