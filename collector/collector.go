@@ -10,10 +10,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/health"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/poller"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/snapshot"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
 )
+
+// statuses are the values of kafka_consumergroup_status's status label.
+var statuses = health.Statuses
 
 // SelfPrefix is the namespace of the exporter's own health metrics.
 const SelfPrefix = "kafka_rebalance_exporter_"
@@ -35,6 +39,8 @@ type PollerStats interface {
 type Options struct {
 	// Now is the clock for snapshot age; time.Now when nil.
 	Now func() time.Time
+	// MemberMetrics exports assigned partitions per member.
+	MemberMetrics bool
 }
 
 // Collector is a prometheus.Collector over a Source.
@@ -102,6 +108,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		descUp, descPollDuration, descPolls, descPollErrors, descLastSuccess, descSnapshotAge, descRequests} {
 		ch <- d
 	}
+	describeRebalance(ch)
+	describeLagTime(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -109,6 +117,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.src.Current()
 	c.collectGroups(ch, s)
 	c.collectOffsets(ch, s)
+	c.collectRebalance(ch, s)
+	c.collectLagTime(ch, s)
 	c.collectSelf(ch, s)
 }
 
@@ -131,7 +141,7 @@ func (c *Collector) collectGroups(ch chan<- prometheus.Metric, s *state.Snapshot
 			ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, name, st)
 		}
 		ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1,
-			name, g.Type, g.ProtocolType, g.Assignor, strconv.Itoa(int(g.Coordinator)), "")
+			name, g.Type, g.ProtocolType, g.Assignor, strconv.Itoa(int(g.Coordinator)), s.Rebalance[name].GenerationSource)
 	}
 }
 

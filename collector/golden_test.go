@@ -11,7 +11,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/health"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/lagtime"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/poller"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/rebalance"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/snapshot"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
 )
@@ -28,7 +31,11 @@ func (f fixedRequests) DecodeErrors() uint64 { return 2 }
 // then successful polls of both loops.
 func goldenStore(t *testing.T, t0 time.Time) *state.Store {
 	t.Helper()
-	st := state.NewStore(zerolog.Nop())
+	st := state.NewStoreWith(zerolog.Nop(), state.Analyzers{
+		Rebalance: rebalance.NewTracker(rebalance.Options{}),
+		Lag:       lagtime.New(lagtime.Options{}),
+		Health:    health.New(health.DefaultConfig()),
+	})
 	st.GroupsPolled(nil, 30*time.Millisecond, &poller.StageError{Stage: poller.StageConnect, Broker: -1, Err: os.ErrDeadlineExceeded})
 	groups := &snapshot.GroupsObservation{Time: t0, Groups: map[string]*snapshot.Group{
 		"orders-app": {Name: "orders-app", Type: snapshot.GroupTypeClassic, ProtocolType: "consumer", State: "Stable", Assignor: "cooperative-sticky", Coordinator: 1,
@@ -51,6 +58,27 @@ func goldenStore(t *testing.T, t0 time.Time) *state.Store {
 			"batch":      {"orders": {0: 20, 1: 90}}, // 90 > log end: lag clamps to 0
 		}}
 	st.OffsetsPolled(offsets, 40*time.Millisecond, nil)
+
+	t1 := t0.Add(10 * time.Second)
+	groups2 := &snapshot.GroupsObservation{Time: t1, Groups: map[string]*snapshot.Group{}}
+	for k, v := range groups.Groups {
+		g := *v
+		groups2.Groups[k] = &g
+	}
+	ng := *groups.Groups["next-gen"]
+	ng.State, ng.GroupEpoch, ng.AssignmentEpoch = "Stable", 9, 9
+	ng.Members = []snapshot.Member{{MemberID: "n-1", ClientID: "ng", ClientHost: "/10.0.0.3", Generation: -1, MemberEpoch: 9,
+		Assignment: snapshot.Assignment{"orders": {0, 1}}, TargetAssignment: snapshot.Assignment{"orders": {0, 1}}}}
+	groups2.Groups["next-gen"] = &ng
+	st.GroupsPolled(groups2, 11*time.Millisecond, nil)
+	offsets2 := &snapshot.OffsetsObservation{Time: t1, Brokers: 3,
+		Topics: map[string]*snapshot.Topic{"orders": {Name: "orders", Partitions: map[int32]snapshot.Partition{
+			0: {Leader: 0, Newest: 220, Oldest: 0}, 1: {Leader: 1, Newest: 80, Oldest: 10}, 2: {Leader: 2, Newest: 0, Oldest: 0}}}},
+		Committed: map[string]map[string]map[int32]int64{
+			"orders-app": {"orders": {0: 170, 1: 80}},
+			"batch":      {"orders": {0: 20, 1: 90}},
+		}}
+	st.OffsetsPolled(offsets2, 35*time.Millisecond, nil)
 	return st
 }
 
@@ -64,7 +92,7 @@ func TestGoldenExposition(t *testing.T) {
 		ls.LastSuccess, ls.LastAttempt = t0, t0
 		snap.Loops[l] = ls
 	}
-	c := collector.New(st, fixedRequests{"ListGroups": 6, "DescribeGroups": 3}, collector.Options{Now: func() time.Time { return t0.Add(5 * time.Second) }})
+	c := collector.New(st, fixedRequests{"ListGroups": 6, "DescribeGroups": 3}, collector.Options{Now: func() time.Time { return t0.Add(15 * time.Second) }})
 
 	got := scrape(t, c)
 	// Poll durations are real measurements of the fake history above and

@@ -56,7 +56,13 @@ type Config struct {
 	MemberMetrics    bool `envconfig:"MEMBER_METRICS" default:"false" desc:"Export assigned partitions per member (labels client_id, client_host, member_id). Off by default: member identities churn."`
 	RebalanceHistory int  `envconfig:"REBALANCE_HISTORY" default:"20" desc:"Rebalance events kept per group for /api/v1/groups."`
 
-	LagHistoryPoints int `envconfig:"LAG_HISTORY_POINTS" default:"64" desc:"Log-end offset points kept per partition for lag in seconds."`
+	LagHistoryPoints    int           `envconfig:"LAG_HISTORY_POINTS" default:"64" desc:"Log-end offset points kept per partition for lag in seconds."`
+	LagMaxExtrapolation time.Duration `envconfig:"LAG_MAX_EXTRAPOLATION" default:"168h" desc:"Cap on lag in seconds extrapolated beyond the kept history."`
+
+	StatusWindow     int           `envconfig:"STATUS_WINDOW" default:"10" desc:"Offsets polls in the sliding window that decides kafka_consumergroup_status."`
+	StatusStopAfter  time.Duration `envconfig:"STATUS_STOP_AFTER" default:"5m" desc:"STOP when no commit for this long while the usual commit interval is unknown (and at least this long otherwise)."`
+	StatusStopFactor float64       `envconfig:"STATUS_STOP_FACTOR" default:"5" desc:"STOP when no commit for this many usual commit intervals (if longer than STATUS_STOP_AFTER)."`
+	StatusErrLag     int64         `envconfig:"STATUS_ERR_LAG" default:"1000" desc:"Lag in records at which a stalled partition makes the group ERR instead of STALL."`
 
 	DemoChurnInterval time.Duration `envconfig:"DEMO_CHURN_INTERVAL" default:"60s" desc:"With -demo: how often the churning demo groups gain or lose a member."`
 	DemoStorm         bool          `envconfig:"DEMO_STORM" default:"false" desc:"With -demo: make the churning demo groups rebalance every few seconds (a rebalance storm)."`
@@ -177,6 +183,21 @@ func (c *Config) validate() error {
 	}
 	if c.LagHistoryPoints < 4 {
 		return &Error{"LAG_HISTORY_POINTS", "must be at least 4"}
+	}
+	if c.LagMaxExtrapolation <= 0 {
+		return &Error{"LAG_MAX_EXTRAPOLATION", "must be a positive duration"}
+	}
+	if c.StatusWindow < 2 {
+		return &Error{"STATUS_WINDOW", "must be at least 2 polls"}
+	}
+	if c.StatusStopAfter <= 0 {
+		return &Error{"STATUS_STOP_AFTER", "must be a positive duration"}
+	}
+	if c.StatusStopFactor < 1 {
+		return &Error{"STATUS_STOP_FACTOR", "must be at least 1"}
+	}
+	if c.StatusErrLag < 1 {
+		return &Error{"STATUS_ERR_LAG", "must be at least 1"}
 	}
 	return nil
 }

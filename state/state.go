@@ -11,7 +11,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/health"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/lagtime"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/poller"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/rebalance"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/snapshot"
 )
 
@@ -45,22 +48,41 @@ type Snapshot struct {
 	StageErrors map[string]uint64
 	// PollDurations keeps every poll's duration for the histogram.
 	PollDurations map[string]*DurationHistogram
+
+	// Derived from the groups observations: rebalance statistics by group.
+	Rebalance map[string]rebalance.GroupStats
+	// Derived from the offsets observations: lag in seconds and status.
+	LagSeconds lagtime.Result
+	Status     map[string]health.Result
 }
 
 // Ready reports whether both loops have succeeded at least once.
 func (s *Snapshot) Ready() bool { return s.Groups != nil && s.Offsets != nil }
 
+// Analyzers turn successive observations into derived data. Each is fed
+// from the poll goroutines only; a nil analyzer is skipped.
+type Analyzers struct {
+	Rebalance *rebalance.Tracker
+	Lag       *lagtime.Estimator
+	Health    *health.Evaluator
+}
+
 // Store receives poll results (it is the poller's Sink) and publishes
 // snapshots.
 type Store struct {
 	log zerolog.Logger
+	an  Analyzers
 	mu  sync.Mutex // serialises the two poll loops' updates
 	cur atomic.Pointer[Snapshot]
 }
 
-// NewStore returns a store holding an empty snapshot.
-func NewStore(log zerolog.Logger) *Store {
-	s := &Store{log: log}
+// NewStore returns a store holding an empty snapshot, with no analyzers.
+func NewStore(log zerolog.Logger) *Store { return NewStoreWith(log, Analyzers{}) }
+
+// NewStoreWith returns a store that runs the given analyzers on every
+// successful poll.
+func NewStoreWith(log zerolog.Logger, an Analyzers) *Store {
+	s := &Store{log: log, an: an}
 	first := &Snapshot{Loops: map[string]LoopStatus{}, StageErrors: map[string]uint64{}, PollDurations: map[string]*DurationHistogram{}}
 	for _, l := range Loops {
 		first.Loops[l] = LoopStatus{}
@@ -86,8 +108,41 @@ func (s *Store) GroupsPolled(obs *snapshot.GroupsObservation, took time.Duration
 	next := s.next(LoopGroups, took, err)
 	if err == nil {
 		next.Groups = obs
+		if s.an.Rebalance != nil {
+			for _, ev := range s.an.Rebalance.Observe(obs) {
+				s.logRebalance(ev)
+			}
+			next.Rebalance = s.an.Rebalance.Stats()
+		}
 	}
 	s.cur.Store(next)
+}
+
+// logRebalance writes every rebalance once: when it completes, or when it
+// is first seen still running (at debug, since its completion follows).
+func (s *Store) logRebalance(ev rebalance.Event) {
+	e := s.log.Info()
+	msg := "consumer group rebalanced"
+	if ev.InProgress {
+		e, msg = s.log.Debug(), "consumer group rebalance started"
+	}
+	refs := func(rs []rebalance.MemberRef) []string {
+		out := make([]string, 0, len(rs))
+		for _, r := range rs {
+			out = append(out, r.ClientID+"@"+r.ClientHost)
+		}
+		return out
+	}
+	e = e.Str("consumergroup", ev.Group).Str("detection", ev.Detection).Uint64("rebalances", ev.Rebalances).
+		Int32("generation_from", ev.GenerationFrom).Int32("generation_to", ev.GenerationTo).
+		Str("generation_source", ev.GenerationSource).
+		Int("members_joined", ev.JoinedCount).Strs("joined", refs(ev.Joined)).
+		Int("members_left", ev.LeftCount).Strs("left", refs(ev.Left)).
+		Int("members_rejoined", ev.RejoinedCount).Uint64("partitions_moved", ev.PartitionsMoved)
+	if ev.DurationKnown {
+		e = e.Float64("duration_seconds", ev.Duration.Seconds())
+	}
+	e.Msg(msg)
 }
 
 // OffsetsPolled implements poller.Sink.
@@ -97,6 +152,13 @@ func (s *Store) OffsetsPolled(obs *snapshot.OffsetsObservation, took time.Durati
 	next := s.next(LoopOffsets, took, err)
 	if err == nil {
 		next.Offsets = obs
+		if s.an.Lag != nil {
+			s.an.Lag.Observe(obs)
+			next.LagSeconds = s.an.Lag.Compute(obs)
+		}
+		if s.an.Health != nil {
+			next.Status = s.an.Health.Observe(obs, next.Groups)
+		}
 	}
 	s.cur.Store(next)
 }

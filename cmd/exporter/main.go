@@ -118,13 +118,13 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	store := state.NewStore(log)
+	store := state.NewStoreWith(log, state.NewAnalyzers(cfg, log))
 	p := poller.New(cfg, sc, log.With().Str("component", "poller").Logger())
 	defer p.Close()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		collector.New(store, p, collector.Options{}),
+		collector.New(store, p, collector.Options{MemberMetrics: cfg.MemberMetrics}),
 		versioncollector.NewCollector("kafka_rebalance_exporter"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -1,0 +1,24 @@
+package state
+
+import (
+	"github.com/rs/zerolog"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/config"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/health"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/lagtime"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/rebalance"
+)
+
+// NewAnalyzers builds every analyzer from the configuration.
+func NewAnalyzers(cfg *config.Config, log zerolog.Logger) Analyzers {
+	history := cfg.RebalanceHistory
+	if history == 0 {
+		history = -1 // the tracker reads 0 as "default"; 0 here means none
+	}
+	return Analyzers{
+		Rebalance: rebalance.NewTracker(rebalance.Options{HistorySize: history, Logger: log.With().Str("component", "rebalance").Logger()}),
+		Lag:       lagtime.New(lagtime.Options{MaxPoints: cfg.LagHistoryPoints, MaxExtrapolation: cfg.LagMaxExtrapolation, Logger: log.With().Str("component", "lagtime").Logger()}),
+		Health: health.New(health.Config{Window: cfg.StatusWindow, StopAfter: cfg.StatusStopAfter, StopFactor: cfg.StatusStopFactor,
+			ErrLag: cfg.StatusErrLag, Logger: log.With().Str("component", "health").Logger()}),
+	}
+}
