@@ -285,7 +285,7 @@ func TestExporterSendsOnlyReadRequests(t *testing.T) {
 	read := map[int16]bool{
 		kmsg.ApiVersions.Int16(): true, kmsg.Metadata.Int16(): true, kmsg.ListGroups.Int16(): true,
 		kmsg.DescribeGroups.Int16(): true, kmsg.ConsumerGroupDescribe.Int16(): true,
-		kmsg.OffsetFetch.Int16(): true, kmsg.ListOffsets.Int16(): true,
+		kmsg.OffsetFetch.Int16(): true, kmsg.ListOffsets.Int16(): true, kmsg.Fetch.Int16(): true,
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -58,6 +58,9 @@ type Config struct {
 
 	LagHistoryPoints    int           `envconfig:"LAG_HISTORY_POINTS" default:"64" desc:"Log-end offset points kept per partition for lag in seconds."`
 	LagMaxExtrapolation time.Duration `envconfig:"LAG_MAX_EXTRAPOLATION" default:"168h" desc:"Cap on lag in seconds extrapolated beyond the kept history."`
+	LagExact            bool          `envconfig:"LAG_EXACT" default:"false" desc:"Read the timestamp of the record at each committed offset (one Fetch per lagging partition, cached) for exact lag in seconds instead of the estimate."`
+	LagExactConcurrency int           `envconfig:"LAG_EXACT_CONCURRENCY" default:"4" desc:"With LAG_EXACT: record timestamp reads in flight at once."`
+	LagExactCacheSize   int           `envconfig:"LAG_EXACT_CACHE_SIZE" default:"10000" desc:"With LAG_EXACT: record timestamps cached."`
 
 	StatusWindow     int           `envconfig:"STATUS_WINDOW" default:"10" desc:"Offsets polls in the sliding window that decides kafka_consumergroup_status."`
 	StatusStopAfter  time.Duration `envconfig:"STATUS_STOP_AFTER" default:"5m" desc:"STOP when no commit for this long while the usual commit interval is unknown (and at least this long otherwise)."`
@@ -186,6 +189,12 @@ func (c *Config) validate() error {
 	}
 	if c.LagMaxExtrapolation <= 0 {
 		return &Error{"LAG_MAX_EXTRAPOLATION", "must be a positive duration"}
+	}
+	if c.LagExactConcurrency < 1 {
+		return &Error{"LAG_EXACT_CONCURRENCY", "must be at least 1"}
+	}
+	if c.LagExactCacheSize < 1 {
+		return &Error{"LAG_EXACT_CACHE_SIZE", "must be at least 1"}
 	}
 	if c.StatusWindow < 2 {
 		return &Error{"STATUS_WINDOW", "must be at least 2 polls"}

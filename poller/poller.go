@@ -38,7 +38,7 @@ var Stages = []string{StageConnect, StageMetadata, StageAPIVersions, StageListGr
 // Kafka API keys the poller sends, by the names used in the requests metric.
 var apiNames = map[int16]string{
 	3: "Metadata", 18: "ApiVersions", 16: "ListGroups", 15: "DescribeGroups",
-	69: "ConsumerGroupDescribe", 9: "OffsetFetch", 2: "ListOffsets",
+	69: "ConsumerGroupDescribe", 9: "OffsetFetch", 2: "ListOffsets", 1: "Fetch",
 }
 
 // APINames lists the request names the poller counts.

@@ -5,6 +5,7 @@
 package state
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,10 @@ type Analyzers struct {
 	Rebalance *rebalance.Tracker
 	Lag       *lagtime.Estimator
 	Health    *health.Evaluator
+	// LagExact makes lag in seconds read record timestamps (bounded by
+	// LagExactTimeout per poll) instead of estimating them.
+	LagExact        bool
+	LagExactTimeout time.Duration
 }
 
 // Store receives poll results (it is the poller's Sink) and publishes
@@ -154,7 +159,13 @@ func (s *Store) OffsetsPolled(obs *snapshot.OffsetsObservation, took time.Durati
 		next.Offsets = obs
 		if s.an.Lag != nil {
 			s.an.Lag.Observe(obs)
-			next.LagSeconds = s.an.Lag.Compute(obs)
+			if s.an.LagExact {
+				ctx, cancel := context.WithTimeout(context.Background(), s.an.LagExactTimeout)
+				next.LagSeconds = s.an.Lag.ComputeExact(ctx, obs)
+				cancel()
+			} else {
+				next.LagSeconds = s.an.Lag.Compute(obs)
+			}
 		}
 		if s.an.Health != nil {
 			next.Status = s.an.Health.Observe(obs, next.Groups)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/rebalance"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/snapshot"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
 )
@@ -19,7 +20,20 @@ type GroupView struct {
 	ObservedAt  time.Time    `json:"observed_at"`
 	Members     []MemberView `json:"members"`
 	// Lag per topic, from the latest offsets poll.
-	Lag map[string]int64 `json:"lag,omitempty"`
+	Lag           map[string]int64 `json:"lag,omitempty"`
+	MaxLagSeconds *float64         `json:"max_lag_seconds,omitempty"`
+	Status        string           `json:"status,omitempty"`
+	StatusReason  string           `json:"status_reason,omitempty"`
+
+	Generation       *int32            `json:"generation,omitempty"`
+	GenerationSource string            `json:"generation_source,omitempty"`
+	Rebalances       uint64            `json:"rebalances"`
+	Rebalancing      bool              `json:"rebalancing"`
+	RebalanceStarted *time.Time        `json:"rebalance_started,omitempty"`
+	LastRebalance    *time.Time        `json:"last_rebalance,omitempty"`
+	MemberJoins      uint64            `json:"member_joins"`
+	MemberLeaves     uint64            `json:"member_leaves"`
+	History          []rebalance.Event `json:"recent_rebalances"`
 }
 
 // MemberView is one member in GroupView.
@@ -81,6 +95,34 @@ func view(s *state.Snapshot, g *snapshot.Group) GroupView {
 			mv.MemberEpoch = &epoch
 		}
 		v.Members = append(v.Members, mv)
+	}
+	if st, ok := s.Rebalance[g.Name]; ok {
+		if st.GenerationKnown {
+			gen := st.Generation
+			v.Generation = &gen
+		}
+		v.GenerationSource = st.GenerationSource
+		v.Rebalances, v.Rebalancing = st.Rebalances, st.Rebalancing
+		v.MemberJoins, v.MemberLeaves = st.MemberJoins, st.MemberLeaves
+		if st.Rebalancing {
+			t := st.RebalanceStarted
+			v.RebalanceStarted = &t
+		}
+		if !st.LastRebalance.IsZero() {
+			t := st.LastRebalance
+			v.LastRebalance = &t
+		}
+		v.History = st.History
+	}
+	if v.History == nil {
+		v.History = []rebalance.Event{}
+	}
+	if r, ok := s.Status[g.Name]; ok {
+		v.Status, v.StatusReason = r.Status, r.Reason
+	}
+	if gl, ok := s.LagSeconds.Group(g.Name); ok {
+		m := gl.MaxSeconds
+		v.MaxLagSeconds = &m
 	}
 	if s.Offsets != nil {
 		for topic, parts := range s.Offsets.Committed[g.Name] {

@@ -118,8 +118,8 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	store := state.NewStoreWith(log, state.NewAnalyzers(cfg, log))
 	p := poller.New(cfg, sc, log.With().Str("component", "poller").Logger())
+	store := state.NewStoreWith(log, state.NewAnalyzers(cfg, log, p))
 	defer p.Close()
 
 	reg := prometheus.NewRegistry()

@@ -73,7 +73,8 @@ func NewExporter(t testing.TB, cfg *config.Config) *Exporter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Exporter{Poller: poller.New(cfg, sc, zerolog.Nop()), Store: state.NewStoreWith(zerolog.Nop(), state.NewAnalyzers(cfg, zerolog.Nop()))}
+	p := poller.New(cfg, sc, zerolog.Nop())
+	e := &Exporter{Poller: p, Store: state.NewStoreWith(zerolog.Nop(), state.NewAnalyzers(cfg, zerolog.Nop(), p))}
 	t.Cleanup(func() { _ = e.Poller.Close() })
 	return e
 }
