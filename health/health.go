@@ -36,7 +36,8 @@
 //     group lags (lag > 0) or has no members.
 //  5. STALL: the group has members (count known and > 0) and at least one
 //     stuck partition.
-//  6. WARN: the window is full, the group's lag never decreased from one
+//  6. WARN: the window is full, the group's lag was above 0 at every sample
+//     and never decreased from one
 //     sample to the next, and it is higher at the newest sample than at the
 //     oldest; when U is known, the window must also span at least U (lag
 //     always grows between the commits of a group that commits less often
@@ -448,9 +449,12 @@ func (g *groupWindow) rewind() (tp snapshot.TopicPartition, from, to int64, foun
 	return tp, from, to, found
 }
 
+// lagNeverFell also rejects a window in which the group was caught up at
+// any poll: a consumer that reached the log end is keeping up, and the
+// single record that arrived after it is not a trend.
 func lagNeverFell(samples []sample) bool {
-	for i := 1; i < len(samples); i++ {
-		if samples[i].lag < samples[i-1].lag {
+	for i := range samples {
+		if samples[i].lag == 0 || i > 0 && samples[i].lag < samples[i-1].lag {
 			return false
 		}
 	}

@@ -458,3 +458,26 @@ func TestStaleObservationIgnored(t *testing.T) {
 		t.Fatal("nil observation changed the results")
 	}
 }
+
+// A group that was caught up at some poll of the window keeps up: the few
+// records that arrived after it are no trend, however they rise.
+func TestNoWarnWhenCaughtUpInWindow(t *testing.T) {
+	e := New(cfg())
+	w := newWorld(1)
+	w.commits["g"] = []int64{0}
+	w.members["g"] = 1
+	lags := []int64{0, 0, 0, 1, 2, 3, 4}
+	for i, lag := range lags {
+		w.ends[0] += 10
+		w.commits["g"][0] = w.ends[0] - lag
+		r := w.poll(e)
+		if i >= 4 && i < 4+cfg().Window-1 && r["g"].Status == StatusWarn {
+			t.Fatalf("poll %d: WARN with lags %v in the window", i+1, lags[max(0, i-4):i+1])
+		}
+	}
+	// Once the zero has left the window, the rising lag is a trend.
+	w.ends[0] += 10
+	w.commits["g"][0] = w.ends[0] - 5
+	r := w.poll(e)
+	expect(t, r, "g", StatusWarn, len(lags)+1)
+}
