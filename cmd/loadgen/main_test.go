@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestFlagsDefaultFromEnvironment(t *testing.T) {
+	o, err := parseFlags(nil, env(map[string]string{
+		"KRE_BROKERS": "k1:9092,k2:9092", "KRE_DEMO_CHURN_INTERVAL": "5s", "KRE_DEMO_STORM": "true",
+		"KRE_LOADGEN_PRODUCE_RATE": "7", "KRE_LOG_FORMAT": "console",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.brokers != "k1:9092,k2:9092" || o.churnInterval != 5*time.Second || !o.storm || o.produceRate != 7 || o.logFormat != "console" {
+		t.Errorf("options %+v", o)
+	}
+	// A flag wins over its variable.
+	o, err = parseFlags([]string{"-storm=false", "-brokers", "x:1"}, env(map[string]string{"KRE_DEMO_STORM": "true", "KRE_BROKERS": "k:1"}), io.Discard)
+	if err != nil || o.storm || o.brokers != "x:1" {
+		t.Errorf("flags did not override the environment: %+v, %v", o, err)
+	}
+}
+
+func TestInvalidSettingsExitWithUsageError(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, map[string]string{"KRE_DEMO_CHURN_INTERVAL": "soon"}, "KRE_DEMO_CHURN_INTERVAL"},
+		{nil, map[string]string{"KRE_DEMO_STORM": "maybe"}, "KRE_DEMO_STORM"},
+		{[]string{"-produce-rate", "0"}, nil, "-produce-rate"},
+		{[]string{"-brokers", " , "}, nil, "no brokers"},
+		{[]string{"-log-level", "loud"}, nil, "log level"},
+		{[]string{"extra"}, nil, "unexpected arguments"},
+	} {
+		var stderr strings.Builder
+		code := run(context.Background(), c.args, env(c.env), &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("args %v env %v: exit %d, stderr %q; want 2 and %q", c.args, c.env, code, stderr.String(), c.want)
+		}
+	}
+}
+
+func TestHelpExitsZero(t *testing.T) {
+	var stderr strings.Builder
+	if code := run(context.Background(), []string{"-h"}, env(nil), &stderr); code != 0 || !strings.Contains(stderr.String(), "-storm") {
+		t.Errorf("exit %d, usage %q", code, stderr.String())
+	}
+}
