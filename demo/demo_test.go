@@ -1,11 +1,9 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
 )
 
 // eventually polls cond until it reports true or the deadline passes; cond
@@ -321,28 +321,10 @@ func TestStormSpeedsUpChurn(t *testing.T) {
 	<-stormDone
 }
 
-// syncBuffer lets the workload's goroutines log into a buffer the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestWorkloadWithoutKIP848(t *testing.T) {
 	t.Parallel()
 	cluster := startTestCluster(t, kfake.MaxVersions(kversion.V2_8_0()))
-	logs := &syncBuffer{}
+	logs := &kafkatest.SyncBuffer{}
 	opts := testWorkloadOptions()
 	opts.Logger = zerolog.New(logs).Level(zerolog.WarnLevel)
 	w := runTestWorkload(t, cluster.Addrs(), opts)

@@ -5,7 +5,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
 )
 
 const installHint = "run scripts/install-test-deps.sh (installs Debian packages prometheus, prometheus-alertmanager and kcat)"
@@ -129,31 +130,9 @@ func httpGet(url string) ([]byte, error) {
 type process struct {
 	name string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *kafkatest.SyncBuffer
 	done chan struct{}
 	err  error
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// tail returns the last n bytes written.
-func (b *lockedBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > n {
-		s = "..." + s[len(s)-n:]
-	}
-	return s
 }
 
 func startProcess(name string, dir string, env []string, bin string, args ...string) (*process, error) {
@@ -161,7 +140,7 @@ func startProcess(name string, dir string, env []string, bin string, args ...str
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	dieWithParent(cmd)
-	out := &lockedBuffer{}
+	out := &kafkatest.SyncBuffer{}
 	cmd.Stdout = out
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
@@ -187,7 +166,7 @@ func startT(t testing.TB, name, dir string, env []string, bin string, args ...st
 			t.Logf("%s: %v", name, err)
 		}
 		if t.Failed() {
-			t.Logf("%s output:\n%s", name, p.out.tail(4000))
+			t.Logf("%s output:\n%s", name, p.out.Tail(4000))
 		}
 	})
 	return p
@@ -197,7 +176,7 @@ func startT(t testing.TB, name, dir string, env []string, bin string, args ...st
 func (p *process) exited() (bool, error) {
 	select {
 	case <-p.done:
-		return true, fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.out.tail(3000))
+		return true, fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.out.Tail(3000))
 	default:
 		return false, nil
 	}

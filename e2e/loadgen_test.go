@@ -84,6 +84,6 @@ func TestLoadgen(t *testing.T) {
 		t.Fatalf("loadgen on SIGTERM: %v", err)
 	}
 	if lg.err != nil {
-		t.Fatalf("loadgen exited with %v\n%s", lg.err, lg.out.tail(2000))
+		t.Fatalf("loadgen exited with %v\n%s", lg.err, lg.out.Tail(2000))
 	}
 }
