@@ -90,7 +90,7 @@ func expect(t *testing.T, results map[string]Result, group, status string, poll 
 }
 
 func TestStatusesInExportOrder(t *testing.T) {
-	want := "UNKNOWN OK WARN STALL STOP REWIND ERR" // docs/metrics-plan.md
+	want := "UNKNOWN OK WARN STALL STOP REWIND ERR" // README.md and docs/status.md
 	if got := strings.Join(Statuses, " "); got != want {
 		t.Fatalf("Statuses %q, want %q", got, want)
 	}
