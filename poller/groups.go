@@ -54,7 +54,7 @@ func (p *Poller) groupsOn(b *sarama.Broker) ([]*snapshot.Group, error) {
 	p.count(16)
 	lr, err := b.ListGroups(&sarama.ListGroupsRequest{Version: p.vers.listGroups})
 	if err != nil {
-		closeOnError(b, err)
+		p.closeOnError(b, err)
 		return nil, &StageError{Stage: StageListGroups, Broker: b.ID(), Err: err}
 	}
 	if lr.Err != sarama.ErrNoError {
@@ -113,7 +113,7 @@ func (p *Poller) describeClassic(b *sarama.Broker, names []string) ([]*snapshot.
 	p.count(15)
 	resp, err := b.DescribeGroups(&sarama.DescribeGroupsRequest{Version: p.vers.describeGroups, Groups: names})
 	if err != nil {
-		closeOnError(b, err)
+		p.closeOnError(b, err)
 		return nil, &StageError{Stage: StageDescribeGroups, Broker: b.ID(), Err: err}
 	}
 	out := make([]*snapshot.Group, 0, len(resp.Groups))
@@ -194,7 +194,7 @@ func (p *Poller) describeConsumer(b *sarama.Broker, names []string) ([]*snapshot
 	p.count(69)
 	resp, err := b.ConsumerGroupDescribe(&sarama.ConsumerGroupDescribeRequest{Version: p.vers.consumerGroupDescribe, GroupIDs: names})
 	if err != nil {
-		closeOnError(b, err)
+		p.closeOnError(b, err)
 		return nil, &StageError{Stage: StageDescribeConsumerGroups, Broker: b.ID(), Err: err}
 	}
 	out := make([]*snapshot.Group, 0, len(resp.Groups))

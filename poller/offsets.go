@@ -144,7 +144,7 @@ func (p *Poller) committed(ctx context.Context, brokers []*sarama.Broker, groups
 				p.count(9)
 				resp, err := b.FetchOffset(req)
 				if err != nil {
-					closeOnError(b, err)
+					p.closeOnError(b, err)
 					return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: err}
 				}
 				for _, g := range resp.Groups {
@@ -169,7 +169,7 @@ func (p *Poller) committed(ctx context.Context, brokers []*sarama.Broker, groups
 			p.count(9)
 			resp, err := b.FetchOffset(req)
 			if err != nil {
-				closeOnError(b, err)
+				p.closeOnError(b, err)
 				return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: err}
 			}
 			if resp.Err != sarama.ErrNoError && resp.Err != sarama.ErrGroupIDNotFound {
@@ -217,7 +217,7 @@ func (p *Poller) logOffsets(ctx context.Context, brokers []*sarama.Broker, topic
 			p.count(2)
 			resp, err := b.GetAvailableOffsets(req)
 			if err != nil {
-				closeOnError(b, err)
+				p.closeOnError(b, err)
 				return &StageError{Stage: StageListOffsets, Broker: b.ID(), Err: err}
 			}
 			mu.Lock()

@@ -104,7 +104,7 @@ type Poller struct {
 	mu     sync.Mutex
 	client sarama.Client
 	// versions caches each broker's ApiVersions answer for the life of its
-	// connection: key is the *sarama.Broker, so a reconnect asks again.
+	// connection; opening or dropping a connection forgets it.
 	versions map[*sarama.Broker]map[int16]int16
 
 	requests     sync.Map // api name -> *atomic.Uint64
@@ -177,9 +177,15 @@ func (p *Poller) brokers(c sarama.Client) ([]*sarama.Broker, error) {
 	var out []*sarama.Broker
 	var errs []error
 	for _, b := range c.Brokers() {
-		if err := b.Open(c.Config()); err != nil && !errors.Is(err, sarama.ErrAlreadyConnected) {
+		err := b.Open(c.Config())
+		if err != nil && !errors.Is(err, sarama.ErrAlreadyConnected) {
 			errs = append(errs, &StageError{Stage: StageConnect, Broker: b.ID(), Err: err})
 			continue
+		}
+		if err == nil {
+			// A new connection may reach an upgraded broker: ask its API
+			// versions again.
+			p.forgetVersions(b)
 		}
 		if ok, err := b.Connected(); !ok {
 			if err == nil {
@@ -187,6 +193,7 @@ func (p *Poller) brokers(c sarama.Client) ([]*sarama.Broker, error) {
 			}
 			errs = append(errs, &StageError{Stage: StageConnect, Broker: b.ID(), Err: err})
 			_ = b.Close()
+			p.forgetVersions(b)
 			continue
 		}
 		out = append(out, b)
@@ -205,7 +212,7 @@ func (p *Poller) maxVersion(b *sarama.Broker, key int16) (int16, error) {
 		p.count(18)
 		resp, err := b.ApiVersions(&sarama.ApiVersionsRequest{Version: max(p.vers.apiVersions, 0), ClientSoftwareName: "kafka-rebalance-exporter", ClientSoftwareVersion: "1"})
 		if err != nil {
-			_ = b.Close()
+			p.closeOnError(b, err)
 			return -1, &StageError{Stage: StageAPIVersions, Broker: b.ID(), Err: err}
 		}
 		v = make(map[int16]int16, len(resp.ApiKeys))
@@ -243,9 +250,16 @@ func forEachBroker(ctx context.Context, brokers []*sarama.Broker, fn func(*saram
 
 // closeOnError drops a broker connection after a transport error so the
 // next poll reconnects instead of reusing a broken socket.
-func closeOnError(b *sarama.Broker, err error) {
+func (p *Poller) closeOnError(b *sarama.Broker, err error) {
 	var kerr sarama.KError
 	if err != nil && !errors.As(err, &kerr) {
 		_ = b.Close()
+		p.forgetVersions(b)
 	}
+}
+
+func (p *Poller) forgetVersions(b *sarama.Broker) {
+	p.mu.Lock()
+	delete(p.versions, b)
+	p.mu.Unlock()
 }

@@ -30,12 +30,16 @@ func (p *Poller) Timestamp(ctx context.Context, topic string, partition int32, o
 	if err := ctx.Err(); err != nil {
 		return time.Time{}, err
 	}
-	req := &sarama.FetchRequest{Version: 4, MaxWaitTime: 0, MinBytes: 1, MaxBytes: timestampFetchBytes}
+	if p.vers.fetch < 0 {
+		return time.Time{}, errors.New("record timestamps need KRE_KAFKA_VERSION 0.11.0 or later")
+	}
+	// Session epoch -1: a one-off fetch that opens no fetch session.
+	req := &sarama.FetchRequest{Version: p.vers.fetch, MaxWaitTime: 0, MinBytes: 1, MaxBytes: timestampFetchBytes, SessionEpoch: -1}
 	req.AddBlock(topic, partition, offset, timestampFetchBytes, -1)
 	p.count(1)
 	resp, err := leader.Fetch(req)
 	if err != nil {
-		closeOnError(leader, err)
+		p.closeOnError(leader, err)
 		return time.Time{}, err
 	}
 	blk := resp.GetBlock(topic, partition)

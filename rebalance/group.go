@@ -55,6 +55,9 @@ type groupTracker struct {
 	countedSinceBase uint64
 
 	open *stretch
+
+	// missed counts the observations in a row the group was absent from.
+	missed int
 }
 
 func newGroupTracker(name string, bounds []float64) *groupTracker {

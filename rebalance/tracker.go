@@ -86,15 +86,22 @@ type Options struct {
 	// disables generation tracking.
 	Sources []GenerationSource
 	Logger  zerolog.Logger
+	// MissingPolls is how many observations in a row a group must be
+	// missing from before it is forgotten; 0 means DefaultMissingPolls.
+	MissingPolls int
 }
+
+// DefaultMissingPolls is Options.MissingPolls when it is 0.
+const DefaultMissingPolls = 3
 
 // Tracker follows rebalances across observations. It is safe for
 // concurrent use: one goroutine feeding Observe while others call Stats.
 type Tracker struct {
-	historySize int
-	sources     []GenerationSource
-	bounds      []float64
-	log         zerolog.Logger
+	historySize  int
+	missingPolls int
+	sources      []GenerationSource
+	bounds       []float64
+	log          zerolog.Logger
 
 	mu       sync.Mutex
 	last     time.Time // time of the latest accepted observation
@@ -114,6 +121,10 @@ func NewTracker(opts Options) *Tracker {
 	if t.historySize == 0 {
 		t.historySize = DefaultHistorySize
 	}
+	t.missingPolls = opts.MissingPolls
+	if t.missingPolls <= 0 {
+		t.missingPolls = DefaultMissingPolls
+	}
 	if t.sources == nil {
 		t.sources = DefaultSources()
 	} else {
@@ -125,8 +136,12 @@ func NewTracker(opts Options) *Tracker {
 // Observe folds one poll into the tracker and returns the events that
 // started or completed with it, ordered by group, for logging. An
 // observation older than the previous one is ignored: durations would go
-// negative. Observations must be complete: a group missing from one is
-// taken as deleted. A nil entry in Groups is skipped, the group kept as is.
+// negative. A group missing from Options.MissingPolls observations in a row
+// is taken as deleted; one missing from fewer keeps its state, because a
+// group that moves to another coordinator between two ListGroups calls can
+// be absent from one poll, and dropping it would lose its counters and the
+// rebalance that came with the move. A nil entry in Groups is skipped, the
+// group kept as is.
 func (t *Tracker) Observe(obs *snapshot.GroupsObservation) []Event {
 	if obs == nil {
 		return nil
@@ -139,8 +154,12 @@ func (t *Tracker) Observe(obs *snapshot.GroupsObservation) []Event {
 	}
 	t.last, t.haveLast = obs.Time, true
 
-	for name := range t.groups {
-		if _, ok := obs.Groups[name]; !ok {
+	for name, gt := range t.groups {
+		if _, ok := obs.Groups[name]; ok {
+			gt.missed = 0
+			continue
+		}
+		if gt.missed++; gt.missed >= t.missingPolls {
 			delete(t.groups, name)
 		}
 	}
@@ -164,13 +183,17 @@ func (t *Tracker) Observe(obs *snapshot.GroupsObservation) []Event {
 	return events
 }
 
-// Stats returns a deep copy of every tracked group's statistics.
+// Stats returns a deep copy of the statistics of every group in the
+// latest observation; groups kept through a short absence are left out
+// until they are seen again.
 func (t *Tracker) Stats() map[string]GroupStats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make(map[string]GroupStats, len(t.groups))
 	for name, gt := range t.groups {
-		out[name] = gt.stats.clone()
+		if gt.missed == 0 {
+			out[name] = gt.stats.clone()
+		}
 	}
 	return out
 }

@@ -345,10 +345,23 @@ func TestTrackerSequences(t *testing.T) {
 			source: SourceKIP792Metadata,
 		},
 		{
-			name: "group disappearing and reappearing starts fresh",
+			name: "group missing from one poll keeps its counters",
 			steps: []step{
 				{group: kip848("Stable", 5, 5, settled848("a", 5, 0))},
 				{group: kip848("Stable", 6, 6, settled848("a", 6, 0)), rebalances: 1},
+				{group: nil},
+				{group: kip848("Stable", 8, 8, settled848("b", 8, 0)), rebalances: 3, gen: gen(8)},
+			},
+			source: SourceKIP848Epoch,
+			joins:  1, leaves: 1, moves: 1,
+		},
+		{
+			name: "group disappearing for MissingPolls polls starts fresh",
+			steps: []step{
+				{group: kip848("Stable", 5, 5, settled848("a", 5, 0))},
+				{group: kip848("Stable", 6, 6, settled848("a", 6, 0)), rebalances: 1},
+				{group: nil},
+				{group: nil},
 				{group: nil},
 				{group: kip848("Stable", 9, 9, settled848("b", 9, 0)), rebalances: 0, gen: gen(9)},
 				{group: kip848("Stable", 10, 10, settled848("b", 10, 0)), rebalances: 1, gen: gen(10)},

@@ -150,28 +150,38 @@ func (s *Store) logRebalance(ev rebalance.Event) {
 	e.Msg(msg)
 }
 
-// OffsetsPolled implements poller.Sink.
+// OffsetsPolled implements poller.Sink. Lag in seconds is computed before
+// taking the lock: in exact mode it reads record timestamps from Kafka,
+// and the groups loop must not wait for that.
 func (s *Store) OffsetsPolled(obs *snapshot.OffsetsObservation, took time.Duration, err error) {
+	var lag *lagtime.Result
+	if err == nil && s.an.Lag != nil {
+		r := s.lagSeconds(obs)
+		lag = &r
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := s.next(LoopOffsets, took, err)
 	if err == nil {
 		next.Offsets = obs
-		if s.an.Lag != nil {
-			s.an.Lag.Observe(obs)
-			if s.an.LagExact {
-				ctx, cancel := context.WithTimeout(context.Background(), s.an.LagExactTimeout)
-				next.LagSeconds = s.an.Lag.ComputeExact(ctx, obs)
-				cancel()
-			} else {
-				next.LagSeconds = s.an.Lag.Compute(obs)
-			}
+		if lag != nil {
+			next.LagSeconds = *lag
 		}
 		if s.an.Health != nil {
 			next.Status = s.an.Health.Observe(obs, next.Groups)
 		}
 	}
 	s.cur.Store(next)
+}
+
+func (s *Store) lagSeconds(obs *snapshot.OffsetsObservation) lagtime.Result {
+	s.an.Lag.Observe(obs)
+	if !s.an.LagExact {
+		return s.an.Lag.Compute(obs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.an.LagExactTimeout)
+	defer cancel()
+	return s.an.Lag.ComputeExact(ctx, obs)
 }
 
 // next copies the current snapshot's bookkeeping and records one poll of

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -63,6 +64,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitConfig
 	}
+	// TLS files are read here, so a CA file without a certificate or a
+	// key that does not match is a configuration error too.
+	sc, err := kafkaclient.SaramaConfig(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
 	log := newLogger(cfg, stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -78,7 +86,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer workload.Close()
 		cfg.Brokers = cluster.Addrs()
 	}
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, sc, log); err != nil {
 		log.Error().Err(err).Msg("exporter stopped")
 		return 1
 	}
@@ -113,11 +121,7 @@ func startDemo(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*de
 	return cluster, workload, nil
 }
 
-func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
-	sc, err := kafkaclient.SaramaConfig(cfg)
-	if err != nil {
-		return err
-	}
+func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerolog.Logger) error {
 	p := poller.New(cfg, sc, log.With().Str("component", "poller").Logger())
 	store := state.NewStoreWith(log, state.NewAnalyzers(cfg, log, p))
 	defer p.Close()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/config"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/kafkaclient"
 )
 
 func TestBadConfigurationExitsTwoWithOneClearLine(t *testing.T) {
@@ -28,9 +29,13 @@ func TestBadConfigurationExitsTwoWithOneClearLine(t *testing.T) {
 		{"LOG_FORMAT", "xml", "KRE_LOG_FORMAT"},
 		{"SASL_MECHANISM", "GSSAPI", "KRE_SASL_MECHANISM"},
 		{"SASL_PASSWORD_FILE", "/nonexistent/secret", "KRE_SASL_PASSWORD_FILE"},
+		{"TLS_CA_FILE", "main_test.go", "KRE_TLS_CA_FILE: no PEM certificate found"},
 	} {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
 			t.Setenv("KRE_"+tc.env, tc.value)
+			if tc.env == "TLS_CA_FILE" {
+				t.Setenv("KRE_TLS_ENABLED", "true")
+			}
 			if tc.env == "SASL_PASSWORD_FILE" {
 				t.Setenv("KRE_SASL_MECHANISM", "PLAIN")
 				t.Setenv("KRE_SASL_USERNAME", "u")
@@ -121,7 +126,11 @@ func TestUnreachableAtStartThenRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, zerolog.Nop()) }()
+	sc, err := kafkaclient.SaramaConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- serve(ctx, cfg, sc, zerolog.Nop()) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
