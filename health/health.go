@@ -33,7 +33,8 @@
 //     as well (a recreated topic is not a rewind).
 //  4. STOP: no commit movement for at least the STOP threshold (counted
 //     from the first poll that saw the group when it never moved), and the
-//     group lags (lag > 0) or has no members.
+//     group lags (lag > 0): consumption stopped while there is something to
+//     consume. A caught-up group with no members is idle, not stopped.
 //  5. STALL: the group has members (count known and > 0) and at least one
 //     stuck partition.
 //  6. WARN: the window is full, the group's lag was above 0 at every sample
@@ -354,7 +355,7 @@ func (g *groupWindow) evaluate(cfg Config, now time.Time) Result {
 	if learned {
 		threshold = max(threshold, time.Duration(cfg.StopFactor*float64(usual)))
 	}
-	if idle := now.Sub(g.lastMove); idle >= threshold && (latest.lag > 0 || g.members == 0) {
+	if idle := now.Sub(g.lastMove); idle >= threshold && latest.lag > 0 {
 		since := "commit"
 		if !g.moved {
 			since = "commit seen"
