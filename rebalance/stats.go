@@ -1,6 +1,7 @@
 package rebalance
 
 import (
+	"encoding/json"
 	"sort"
 	"time"
 
@@ -29,49 +30,64 @@ const MaxMemberRefs = 100
 
 // MemberRef identifies a member in an Event.
 type MemberRef struct {
-	MemberID   string
-	InstanceID string
-	ClientID   string
-	ClientHost string
+	MemberID   string `json:"member_id"`
+	InstanceID string `json:"instance_id,omitempty"`
+	ClientID   string `json:"client_id"`
+	ClientHost string `json:"client_host"`
 }
 
 // Event is one rebalance, or several generations that completed between
 // two polls, as the tracker saw it.
 type Event struct {
-	Group     string
-	Detection string // one of the Detect* constants; how the first rebalance of the event was counted
+	Group     string `json:"group"`
+	Detection string `json:"detection"` // one of the Detect* constants; how the first rebalance of the event was counted
 	// Rebalances is how much this event added to GroupStats.Rebalances. It
 	// is 0 for a rebalance the tracker saw but no evidence let it count, for
 	// example one already running when the group was first seen.
-	Rebalances uint64
+	Rebalances uint64 `json:"rebalances"`
 
 	// Generation before and after, -1 when unknown.
-	GenerationFrom   int32
-	GenerationTo     int32
-	GenerationSource string // source of GenerationTo, else of GenerationFrom; "" when neither is known
+	GenerationFrom   int32  `json:"generation_from"`
+	GenerationTo     int32  `json:"generation_to"`
+	GenerationSource string `json:"generation_source"` // source of GenerationTo, else of GenerationFrom; "" when neither is known
 
 	// Members that joined, left, or (static members only) came back under
 	// a new member ID. Each list holds at most MaxMemberRefs entries; the
 	// counts are exact.
-	Joined        []MemberRef
-	Left          []MemberRef
-	Rejoined      []MemberRef
-	JoinedCount   int
-	LeftCount     int
-	RejoinedCount int
+	Joined        []MemberRef `json:"joined"`
+	Left          []MemberRef `json:"left"`
+	Rejoined      []MemberRef `json:"rejoined"`
+	JoinedCount   int         `json:"joined_count"`
+	LeftCount     int         `json:"left_count"`
+	RejoinedCount int         `json:"rejoined_count"`
 
-	PartitionsMoved uint64 // see GroupStats.PartitionOwnerChanges
+	PartitionsMoved uint64 `json:"partitions_moved"` // see GroupStats.PartitionOwnerChanges
 
 	// Started is the first poll that saw the group rebalancing; zero when
 	// the rebalance completed between polls, or was already running when
 	// the tracker first saw the group.
-	Started time.Time
+	Started time.Time `json:"started"`
 	// Ended is the first poll that saw the group settled again; zero while
 	// InProgress.
-	Ended         time.Time
-	Duration      time.Duration // Ended-Started, valid when DurationKnown
-	DurationKnown bool
-	InProgress    bool
+	Ended         time.Time     `json:"ended"`
+	Duration      time.Duration `json:"-"` // Ended-Started, valid when DurationKnown
+	DurationKnown bool          `json:"duration_known"`
+	InProgress    bool          `json:"in_progress"`
+}
+
+// MarshalJSON adds the duration in seconds, which is what an operator
+// reads; the Duration field itself would be nanoseconds.
+func (e Event) MarshalJSON() ([]byte, error) {
+	type plain Event
+	v := struct {
+		plain
+		DurationSeconds *float64 `json:"duration_seconds,omitempty"`
+	}{plain: plain(e)}
+	if e.DurationKnown {
+		d := e.Duration.Seconds()
+		v.DurationSeconds = &d
+	}
+	return json.Marshal(v)
 }
 
 // DurationHistogram is cumulative histogram data in the shape Prometheus
