@@ -168,6 +168,7 @@ func (c *Collector) collectOffsets(ch chan<- prometheus.Metric, s *state.Snapsho
 	for _, group := range sortedKeys(o.Committed) {
 		for _, topic := range sortedKeys(o.Committed[group]) {
 			var sum int64
+			complete := true
 			t := o.Topics[topic]
 			for _, id := range sortedKeys(o.Committed[group][topic]) {
 				off := o.Committed[group][topic][id]
@@ -175,12 +176,17 @@ func (c *Collector) collectOffsets(ch chan<- prometheus.Metric, s *state.Snapsho
 				ch <- prometheus.MustNewConstMetric(descCurrentOffset, prometheus.GaugeValue, float64(off), group, topic, part)
 				lag, ok := Lag(t, id, off)
 				if !ok {
+					complete = false
 					continue
 				}
 				sum += lag
 				ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(lag), group, topic, part)
 			}
-			ch <- prometheus.MustNewConstMetric(descLagSum, prometheus.GaugeValue, float64(sum), group, topic)
+			// A sum over some partitions would read as a drop in lag: with
+			// a log end unknown (its leader failed this poll) there is none.
+			if complete {
+				ch <- prometheus.MustNewConstMetric(descLagSum, prometheus.GaugeValue, float64(sum), group, topic)
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -20,33 +21,58 @@ const describeBatch = 200
 // PollGroups lists every consumer group on every broker (each broker lists
 // the groups it coordinates, so the coordinator needs no FindCoordinator)
 // and describes them in batches, one request per coordinator and batch.
+//
+// When some brokers fail, the result is partial and the error says which:
+// groups those brokers coordinated in the previous result are carried
+// forward unchanged, so they neither vanish nor look rebalanced, while
+// every other group is fresh. Only when no broker answers is the
+// observation nil.
 func (p *Poller) PollGroups(ctx context.Context) (*snapshot.GroupsObservation, error) {
 	c, err := p.clientFor()
 	if err != nil {
 		return nil, err
 	}
-	brokers, err := p.brokers(c)
-	if err != nil {
-		return nil, err
-	}
+	brokers, connErr := p.brokers(c)
 	if len(brokers) == 0 {
-		return nil, &StageError{Stage: StageConnect, Broker: -1, Err: fmt.Errorf("no broker reachable")}
+		return nil, errors.Join(connErr, &StageError{Stage: StageConnect, Broker: -1, Err: fmt.Errorf("no broker reachable")})
 	}
 	var mu sync.Mutex
 	groups := map[string]*snapshot.Group{}
+	failed := failedBrokers(connErr)
 	err = forEachBroker(ctx, brokers, func(b *sarama.Broker) error {
 		found, err := p.groupsOn(b)
 		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed[b.ID()] = true
+			return err
+		}
 		for _, g := range found {
 			groups[g.Name] = g
 		}
-		mu.Unlock()
-		return err
+		return nil
 	})
-	if err != nil {
-		return nil, err
+	if prev := p.lastGroups.Load(); prev != nil && len(failed) > 0 {
+		for name, g := range prev.Groups {
+			if _, fresh := groups[name]; !fresh && failed[g.Coordinator] {
+				groups[name] = g
+			}
+		}
 	}
-	return &snapshot.GroupsObservation{Time: time.Now(), Groups: groups}, nil
+	obs := &snapshot.GroupsObservation{Time: time.Now(), Groups: groups}
+	p.lastGroups.Store(obs)
+	return obs, errors.Join(connErr, err)
+}
+
+// failedBrokers returns the brokers named in a poll error.
+func failedBrokers(err error) map[int32]bool {
+	out := map[int32]bool{}
+	for _, se := range StageErrors(err) {
+		if se.Broker >= 0 {
+			out[se.Broker] = true
+		}
+	}
+	return out
 }
 
 // groupsOn lists and describes the groups one broker coordinates.

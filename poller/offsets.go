@@ -20,6 +20,11 @@ const offsetFetchBatch = 100
 // in groups, then the log start and end offsets of every exported
 // partition. Committed offsets are read first: the log end can only grow
 // in between, so the computed lag is never negative.
+//
+// Without metadata the observation is nil. When some brokers fail, the
+// result is partial and the error says which: partitions they lead keep
+// unknown (-1) offsets, so no lag is computed from them, and groups they
+// coordinate keep their previous committed offsets.
 func (p *Poller) PollOffsets(ctx context.Context, groups *snapshot.GroupsObservation) (*snapshot.OffsetsObservation, error) {
 	c, err := p.clientFor()
 	if err != nil {
@@ -29,22 +34,16 @@ func (p *Poller) PollOffsets(ctx context.Context, groups *snapshot.GroupsObserva
 	if err := c.RefreshMetadata(); err != nil {
 		return nil, &StageError{Stage: StageMetadata, Broker: -1, Err: err}
 	}
-	brokers, err := p.brokers(c)
-	if err != nil {
-		return nil, err
-	}
+	brokers, connErr := p.brokers(c)
 	topics, leaders, err := p.topics(c)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(connErr, err)
 	}
-	committed, err := p.committed(ctx, brokers, groups, topics)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.logOffsets(ctx, brokers, topics, leaders); err != nil {
-		return nil, err
-	}
-	return &snapshot.OffsetsObservation{Time: time.Now(), Brokers: len(c.Brokers()), Topics: topics, Committed: committed}, nil
+	committed, commitErr := p.committed(ctx, brokers, groups, topics)
+	logErr := p.logOffsets(ctx, brokers, topics, leaders)
+	obs := &snapshot.OffsetsObservation{Time: time.Now(), Brokers: len(c.Brokers()), Topics: topics, Committed: committed}
+	p.lastOffsets.Store(obs)
+	return obs, errors.Join(connErr, commitErr, logErr)
 }
 
 // topics returns the exported topics with their partitions, and the
@@ -122,12 +121,13 @@ func (p *Poller) committed(ctx context.Context, brokers []*sarama.Broker, groups
 			targets = append(targets, b)
 		}
 	}
+	var errs []error
 	for id := range byCoordinator {
 		if !hasBroker(brokers, id) {
-			return nil, &StageError{Stage: StageOffsetFetch, Broker: id, Err: errors.New("coordinator not reachable")}
+			errs = append(errs, &StageError{Stage: StageOffsetFetch, Broker: id, Err: errors.New("coordinator not reachable")})
 		}
 	}
-	err := forEachBroker(ctx, targets, func(b *sarama.Broker) error {
+	errs = append(errs, forEachBroker(ctx, targets, func(b *sarama.Broker) error {
 		names := byCoordinator[b.ID()]
 		sort.Strings(names)
 		max, err := p.maxVersion(b, 9)
@@ -178,7 +178,21 @@ func (p *Poller) committed(ctx context.Context, brokers []*sarama.Broker, groups
 			keep(n, resp.Blocks)
 		}
 		return nil
-	})
+	}))
+	err := errors.Join(errs...)
+	if prev := p.lastOffsets.Load(); err != nil && prev != nil {
+		failed := failedBrokers(err)
+		for id, names := range byCoordinator {
+			if !failed[id] {
+				continue
+			}
+			for _, n := range names {
+				if _, fresh := out[n]; !fresh && prev.Committed[n] != nil {
+					out[n] = prev.Committed[n]
+				}
+			}
+		}
+	}
 	return out, err
 }
 
@@ -196,9 +210,10 @@ func hasBroker(brokers []*sarama.Broker, id int32) bool {
 // twice, so latest and earliest cannot share one).
 func (p *Poller) logOffsets(ctx context.Context, brokers []*sarama.Broker, topics map[string]*snapshot.Topic, leaders map[int32][]snapshot.TopicPartition) error {
 	var targets []*sarama.Broker
+	var errs []error
 	for id := range leaders {
 		if !hasBroker(brokers, id) {
-			return &StageError{Stage: StageListOffsets, Broker: id, Err: errors.New("partition leader not reachable")}
+			errs = append(errs, &StageError{Stage: StageListOffsets, Broker: id, Err: errors.New("partition leader not reachable")})
 		}
 	}
 	for _, b := range brokers {
@@ -207,7 +222,7 @@ func (p *Poller) logOffsets(ctx context.Context, brokers []*sarama.Broker, topic
 		}
 	}
 	var mu sync.Mutex
-	return forEachBroker(ctx, targets, func(b *sarama.Broker) error {
+	errs = append(errs, forEachBroker(ctx, targets, func(b *sarama.Broker) error {
 		tps := leaders[b.ID()]
 		for _, when := range []int64{sarama.OffsetNewest, sarama.OffsetOldest} {
 			req := &sarama.OffsetRequest{Version: p.vers.listOffsets}
@@ -220,16 +235,19 @@ func (p *Poller) logOffsets(ctx context.Context, brokers []*sarama.Broker, topic
 				p.closeOnError(b, err)
 				return &StageError{Stage: StageListOffsets, Broker: b.ID(), Err: err}
 			}
+			// A partition that errs (a leader election in progress) keeps
+			// an unknown offset; the others of this broker are still good.
+			var perr []error
 			mu.Lock()
 			for _, tp := range tps {
 				blk := resp.GetBlock(tp.Topic, tp.Partition)
 				if blk == nil {
-					mu.Unlock()
-					return &StageError{Stage: StageListOffsets, Broker: b.ID(), Err: fmt.Errorf("no answer for %s/%d", tp.Topic, tp.Partition)}
+					perr = append(perr, fmt.Errorf("no answer for %s/%d", tp.Topic, tp.Partition))
+					continue
 				}
 				if blk.Err != sarama.ErrNoError {
-					mu.Unlock()
-					return &StageError{Stage: StageListOffsets, Broker: b.ID(), Err: fmt.Errorf("%s/%d: %w", tp.Topic, tp.Partition, blk.Err)}
+					perr = append(perr, fmt.Errorf("%s/%d: %w", tp.Topic, tp.Partition, blk.Err))
+					continue
 				}
 				off := blk.Offset
 				if resp.Version == 0 && len(blk.Offsets) > 0 {
@@ -244,7 +262,11 @@ func (p *Poller) logOffsets(ctx context.Context, brokers []*sarama.Broker, topic
 				topics[tp.Topic].Partitions[tp.Partition] = part
 			}
 			mu.Unlock()
+			if len(perr) > 0 {
+				return &StageError{Stage: StageListOffsets, Broker: b.ID(), Err: errors.Join(perr...)}
+			}
 		}
 		return nil
-	})
+	}))
+	return errors.Join(errs...)
 }

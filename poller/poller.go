@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/config"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/snapshot"
 )
 
 // Stages name the steps of a poll; errors are counted per stage.
@@ -106,6 +107,11 @@ type Poller struct {
 	// versions caches each broker's ApiVersions answer for the life of its
 	// connection; opening or dropping a connection forgets it.
 	versions map[*sarama.Broker]map[int16]int16
+
+	// The previous results, for carrying forward what a partly failed poll
+	// could not read.
+	lastGroups  atomic.Pointer[snapshot.GroupsObservation]
+	lastOffsets atomic.Pointer[snapshot.OffsetsObservation]
 
 	requests     sync.Map // api name -> *atomic.Uint64
 	decodeErrors atomic.Uint64

@@ -42,8 +42,10 @@ type LoopStatus struct {
 // Snapshot is one consistent view. Nothing in it is modified after it is
 // published; a poll builds a new Snapshot that shares unchanged parts.
 type Snapshot struct {
-	Groups  *snapshot.GroupsObservation  // nil until the first successful groups poll
-	Offsets *snapshot.OffsetsObservation // nil until the first successful offsets poll
+	// The latest observations, possibly partial (see LoopStatus.LastOK);
+	// nil until a poll produced one.
+	Groups  *snapshot.GroupsObservation
+	Offsets *snapshot.OffsetsObservation
 	Loops   map[string]LoopStatus
 	// StageErrors counts failed poll steps by stage since start.
 	StageErrors map[string]uint64
@@ -57,7 +59,8 @@ type Snapshot struct {
 	Status     map[string]health.Result
 }
 
-// Ready reports whether both loops have succeeded at least once.
+// Ready reports whether both loops have produced an observation, possibly
+// partial, at least once.
 func (s *Snapshot) Ready() bool { return s.Groups != nil && s.Offsets != nil }
 
 // Analyzers turn successive observations into derived data. Each is fed
@@ -111,7 +114,10 @@ func (s *Store) GroupsPolled(obs *snapshot.GroupsObservation, took time.Duration
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := s.next(LoopGroups, took, err)
-	if err == nil {
+	// A partial observation (err != nil) is still newer than the last
+	// good one for every broker that answered; the poller carried forward
+	// what the others could not say.
+	if obs != nil {
 		next.Groups = obs
 		if s.an.Rebalance != nil {
 			for _, ev := range s.an.Rebalance.Observe(obs) {
@@ -155,14 +161,14 @@ func (s *Store) logRebalance(ev rebalance.Event) {
 // and the groups loop must not wait for that.
 func (s *Store) OffsetsPolled(obs *snapshot.OffsetsObservation, took time.Duration, err error) {
 	var lag *lagtime.Result
-	if err == nil && s.an.Lag != nil {
+	if obs != nil && s.an.Lag != nil {
 		r := s.lagSeconds(obs)
 		lag = &r
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := s.next(LoopOffsets, took, err)
-	if err == nil {
+	if obs != nil {
 		next.Offsets = obs
 		if lag != nil {
 			next.LagSeconds = *lag
@@ -224,7 +230,7 @@ func (s *Store) next(loop string, took time.Duration, err error) *Snapshot {
 		if wasOK {
 			ev = s.log.Warn()
 		}
-		ev.Str("loop", loop).Err(err).Msg("poll failed; serving the last good data")
+		ev.Str("loop", loop).Err(err).Msg("poll failed; serving what the brokers that answered said, and the last good data for the rest")
 	}
 	next.Loops[loop] = ls
 	return &next

@@ -54,7 +54,7 @@ func Handler(o Options) http.Handler {
 		s := o.Source.Current()
 		if !s.Ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "not ready: no successful poll of both loops yet")
+			fmt.Fprintln(w, "not ready: the poll loops have not both produced data yet")
 			for _, l := range state.Loops {
 				if e := s.Loops[l].LastError; e != "" {
 					fmt.Fprintf(w, "%s: %s\n", l, e)

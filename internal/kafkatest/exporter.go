@@ -2,6 +2,7 @@ package kafkatest
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -93,13 +94,10 @@ func (e *Exporter) TryPoll() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	gobs, err := e.Poller.PollGroups(ctx)
-	e.Store.GroupsPolled(gobs, time.Since(start), err)
-	if err != nil {
-		return err
-	}
+	gobs, gerr := e.Poller.PollGroups(ctx)
+	e.Store.GroupsPolled(gobs, time.Since(start), gerr)
 	start = time.Now()
-	oobs, err := e.Poller.PollOffsets(ctx, e.Store.LatestGroups())
-	e.Store.OffsetsPolled(oobs, time.Since(start), err)
-	return err
+	oobs, oerr := e.Poller.PollOffsets(ctx, e.Store.LatestGroups())
+	e.Store.OffsetsPolled(oobs, time.Since(start), oerr)
+	return errors.Join(gerr, oerr)
 }
