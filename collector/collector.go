@@ -10,21 +10,21 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/health"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/poller"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/snapshot"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/status"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
 // statuses are the values of kafka_consumergroup_status's status label.
-var statuses = health.Statuses
+var statuses = status.Statuses
 
 // SelfPrefix is the namespace of the exporter's own health metrics.
 const SelfPrefix = "kafka_rebalance_exporter_"
 
 // Source is where the collector reads from.
 type Source interface {
-	Current() *state.Snapshot
+	Current() *store.Snapshot
 }
 
 // PollerStats are the poller's own counters.
@@ -122,7 +122,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectSelf(ch, s)
 }
 
-func (c *Collector) collectGroups(ch chan<- prometheus.Metric, s *state.Snapshot) {
+func (c *Collector) collectGroups(ch chan<- prometheus.Metric, s *store.Snapshot) {
 	if s.Groups == nil {
 		return
 	}
@@ -130,7 +130,7 @@ func (c *Collector) collectGroups(ch chan<- prometheus.Metric, s *state.Snapshot
 		g := s.Groups.Groups[name]
 		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(len(g.Members)), name)
 		known := false
-		for _, st := range snapshot.AllStates {
+		for _, st := range cluster.AllStates {
 			v := 0.0
 			if st == g.State {
 				v, known = 1, true
@@ -145,7 +145,7 @@ func (c *Collector) collectGroups(ch chan<- prometheus.Metric, s *state.Snapshot
 	}
 }
 
-func (c *Collector) collectOffsets(ch chan<- prometheus.Metric, s *state.Snapshot) {
+func (c *Collector) collectOffsets(ch chan<- prometheus.Metric, s *store.Snapshot) {
 	o := s.Offsets
 	if o == nil {
 		return
@@ -193,7 +193,7 @@ func (c *Collector) collectOffsets(ch chan<- prometheus.Metric, s *state.Snapsho
 
 // Lag is the offset lag of a committed offset in a partition, clamped at
 // zero; ok is false when the partition's log end is unknown.
-func Lag(t *snapshot.Topic, partition int32, committed int64) (lag int64, ok bool) {
+func Lag(t *cluster.Topic, partition int32, committed int64) (lag int64, ok bool) {
 	if t == nil {
 		return 0, false
 	}
@@ -204,10 +204,10 @@ func Lag(t *snapshot.Topic, partition int32, committed int64) (lag int64, ok boo
 	return max(p.Newest-committed, 0), true
 }
 
-func (c *Collector) collectSelf(ch chan<- prometheus.Metric, s *state.Snapshot) {
+func (c *Collector) collectSelf(ch chan<- prometheus.Metric, s *store.Snapshot) {
 	now := c.opts.Now()
 	up := 1.0
-	for _, loop := range state.Loops {
+	for _, loop := range store.Loops {
 		ls := s.Loops[loop]
 		if !ls.LastOK {
 			up = 0
@@ -227,7 +227,7 @@ func (c *Collector) collectSelf(ch chan<- prometheus.Metric, s *state.Snapshot) 
 	}
 	for _, stage := range sortedKeys(s.StageErrors) {
 		n := s.StageErrors[stage]
-		if stage == poller.StageDecodeMember {
+		if stage == kafka.StageDecodeMember {
 			n += decodeErrors
 		}
 		ch <- prometheus.MustNewConstMetric(descPollErrors, prometheus.CounterValue, float64(n), stage)

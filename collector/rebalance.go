@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
 var (
@@ -41,7 +41,7 @@ func describeRebalance(ch chan<- *prometheus.Desc) {
 	}
 }
 
-func (c *Collector) collectRebalance(ch chan<- prometheus.Metric, s *state.Snapshot) {
+func (c *Collector) collectRebalance(ch chan<- prometheus.Metric, s *store.Snapshot) {
 	if s.Groups == nil {
 		return
 	}
@@ -103,7 +103,7 @@ func describeLagTime(ch chan<- *prometheus.Desc) {
 	ch <- descStatus
 }
 
-func (c *Collector) collectLagTime(ch chan<- prometheus.Metric, s *state.Snapshot) {
+func (c *Collector) collectLagTime(ch chan<- prometheus.Metric, s *store.Snapshot) {
 	for _, g := range s.LagSeconds.Groups {
 		for _, p := range g.Partitions {
 			ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, p.Seconds, g.Group, p.Topic, strconv.Itoa(int(p.Partition)))

@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/demo"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/demo"
 )
 
 // TestLoadgen runs the loadgen binary, as docker compose does, against a

@@ -24,12 +24,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/config"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/demo"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/kafkaclient"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/poller"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/web"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/config"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/demo"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/web"
 )
 
 const exitConfig = 2
@@ -66,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	// TLS files are read here, so a CA file without a certificate or a
 	// key that does not match is a configuration error too.
-	sc, err := kafkaclient.SaramaConfig(cfg)
+	sc, err := kafka.SaramaConfig(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitConfig
@@ -122,8 +121,8 @@ func startDemo(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*de
 }
 
 func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerolog.Logger) error {
-	p := poller.New(cfg, sc, log.With().Str("component", "poller").Logger())
-	store := state.NewStoreWith(log, state.NewAnalyzers(cfg, log, p))
+	p := kafka.New(cfg, sc, log.With().Str("component", "poller").Logger())
+	store := store.NewStoreWith(log, store.NewAnalyzers(cfg, log, p))
 	defer p.Close()
 
 	reg := prometheus.NewRegistry()

@@ -14,9 +14,9 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/config"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/config"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/kafkaclient"
 )
 
 func TestBadConfigurationExitsTwoWithOneClearLine(t *testing.T) {
@@ -126,7 +126,7 @@ func TestUnreachableAtStartThenRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	sc, err := kafkaclient.SaramaConfig(cfg)
+	sc, err := kafka.SaramaConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

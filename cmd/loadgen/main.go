@@ -23,7 +23,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/demo"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/demo"
 )
 
 // stormLength stands for "until stopped": Storm needs a finite duration.

@@ -16,9 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/health"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/status"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
 // driver plays the exporter's offsets loop: every interval it runs one
@@ -29,11 +29,11 @@ type driver struct {
 	t         *testing.T
 	tick      *time.Ticker
 	exporters []*kafkatest.Exporter
-	snaps     [][]*state.Snapshot // per exporter, oldest first
+	snaps     [][]*store.Snapshot // per exporter, oldest first
 }
 
 func newDriver(t *testing.T, interval time.Duration, exporters ...*kafkatest.Exporter) *driver {
-	d := &driver{t: t, tick: time.NewTicker(interval), exporters: exporters, snaps: make([][]*state.Snapshot, len(exporters))}
+	d := &driver{t: t, tick: time.NewTicker(interval), exporters: exporters, snaps: make([][]*store.Snapshot, len(exporters))}
 	t.Cleanup(d.tick.Stop)
 	return d
 }
@@ -74,7 +74,7 @@ func (d *driver) pollFor(dur time.Duration) {
 }
 
 // latest is the newest snapshot of exporter i.
-func (d *driver) latest(i int) *state.Snapshot {
+func (d *driver) latest(i int) *store.Snapshot {
 	s := d.snaps[i]
 	return s[len(s)-1]
 }
@@ -369,7 +369,7 @@ func gauges(t *testing.T, e *kafkatest.Exporter, metric string) map[string]float
 // assertStatus checks the group's status in the store's snapshot and in
 // the exposition, where exactly the want series must be 1 among all
 // seven.
-func assertStatus(t *testing.T, e *kafkatest.Exporter, group, want string) health.Result {
+func assertStatus(t *testing.T, e *kafkatest.Exporter, group, want string) status.Result {
 	t.Helper()
 	r, ok := e.Store.Current().Status[group]
 	if !ok {
@@ -379,7 +379,7 @@ func assertStatus(t *testing.T, e *kafkatest.Exporter, group, want string) healt
 		t.Fatalf("group %s status %s (%s), want %s", group, r.Status, r.Reason, want)
 	}
 	exposed := gauges(t, e, "kafka_consumergroup_status")
-	for _, st := range health.Statuses {
+	for _, st := range status.Statuses {
 		key := "consumergroup=" + group + ",status=" + st
 		v, ok := exposed[key]
 		if !ok {

@@ -10,8 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/lagtime"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/lagtime"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
 func TestLagSecondsMatchesRecordAge(t *testing.T) {
@@ -167,8 +167,8 @@ func checkLagSeconds(t *testing.T, opts ...kfake.Opt) {
 // bracket finds, in one exporter's polls, the last that read a log end
 // <= committed and the first that read one > committed, and returns the
 // time between them and the earlier poll's offsets duration.
-func bracket(snaps []*state.Snapshot, topic string, partition int32, committed int64) (gap, readDur time.Duration, ok bool) {
-	var before, after *state.Snapshot
+func bracket(snaps []*store.Snapshot, topic string, partition int32, committed int64) (gap, readDur time.Duration, ok bool) {
+	var before, after *store.Snapshot
 	for _, s := range snaps {
 		t := s.Offsets.Topics[topic]
 		if t == nil {
@@ -184,5 +184,5 @@ func bracket(snaps []*state.Snapshot, topic string, partition int32, committed i
 	if before == nil || after == nil {
 		return 0, 0, false
 	}
-	return after.Offsets.Time.Sub(before.Offsets.Time), before.Loops[state.LoopOffsets].LastDuration, true
+	return after.Offsets.Time.Sub(before.Offsets.Time), before.Loops[store.LoopOffsets].LastDuration, true
 }

@@ -10,10 +10,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/health"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/lagtime"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/lagtime"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/status"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
 // statusInterval is the poll interval of the status scenarios; with a
@@ -33,7 +33,7 @@ func statusExporter(t *testing.T, addrs []string, group, topic, stopAfter string
 	}))
 }
 
-func statusOf(s *state.Snapshot, group string) health.Result { return s.Status[group] }
+func statusOf(s *store.Snapshot, group string) status.Result { return s.Status[group] }
 
 func TestStatusFromRealConsumers(t *testing.T) {
 	addrs := kafkatest.NewCluster(t).ListenAddrs()
@@ -47,8 +47,8 @@ func TestStatusFromRealConsumers(t *testing.T) {
 		startProducer(t, addrs, topic, 3, 50)
 		cons := startConsumer(t, addrs, group, topic, commitEveryPoll)
 
-		d.pollUntil(10*time.Second, "OK while the group keeps up", statusIs(e, group, health.StatusOK))
-		assertStatus(t, e, group, health.StatusOK)
+		d.pollUntil(10*time.Second, "OK while the group keeps up", statusIs(e, group, status.StatusOK))
+		assertStatus(t, e, group, status.StatusOK)
 		// Keep watching for two seconds (eight polls, two full windows):
 		// a group that commits at every poll is never stuck or stopped.
 		// WARN may show if its small lag happens to rise four polls in a
@@ -60,7 +60,7 @@ func TestStatusFromRealConsumers(t *testing.T) {
 			r := statusOf(d.latest(0), group)
 			seen[r.Status]++
 			lags = append(lags, r.Lag)
-			if r.Status != health.StatusOK && r.Status != health.StatusWarn {
+			if r.Status != status.StatusOK && r.Status != status.StatusWarn {
 				t.Fatalf("keeping-up group is %s (%s)", r.Status, r.Reason)
 			}
 		}
@@ -69,8 +69,8 @@ func TestStatusFromRealConsumers(t *testing.T) {
 		cons.stop()
 		stoppedAt := time.Now()
 		d.pollUntil(10*time.Second, "coordinator reports the group empty", groupState(adm, group, "Empty"))
-		d.pollUntil(8*time.Second, "STOP after 3s without commits", statusIs(e, group, health.StatusStop))
-		r := assertStatus(t, e, group, health.StatusStop)
+		d.pollUntil(8*time.Second, "STOP after 3s without commits", statusIs(e, group, status.StatusStop))
+		r := assertStatus(t, e, group, status.StatusStop)
 		if r.Members != 0 || r.Lag <= 0 {
 			t.Errorf("STOP with %d members and lag %d, want 0 members and lag > 0", r.Members, r.Lag)
 		}
@@ -85,11 +85,11 @@ func TestStatusFromRealConsumers(t *testing.T) {
 			}
 			idle := s.Offsets.Time.Sub(lastMove)
 			got := statusOf(s, group).Status
-			if idle < 3*time.Second && got == health.StatusStop {
+			if idle < 3*time.Second && got == status.StatusStop {
 				t.Errorf("STOP after only %s without a commit", idle)
 			}
 			if idle >= 3*time.Second {
-				if got != health.StatusStop {
+				if got != status.StatusStop {
 					t.Errorf("%s without a commit: status %s, want STOP", idle, got)
 				}
 				t.Logf("member closed at %+v from the poll that saw its last commit movement; STOP at the first poll %s after that movement (statuses %v)",
@@ -125,7 +125,7 @@ func TestStatusFromRealConsumers(t *testing.T) {
 		// A group seen for the first time with lag has no verdict yet,
 		// nor a lag in seconds: one log end point dates nothing.
 		d.poll()
-		r := assertStatus(t, e, group, health.StatusUnknown)
+		r := assertStatus(t, e, group, status.StatusUnknown)
 		if r.Lag != 20 {
 			t.Errorf("lag %d, want 20", r.Lag)
 		}
@@ -134,22 +134,22 @@ func TestStatusFromRealConsumers(t *testing.T) {
 		}
 		d.poll()
 		d.poll()
-		assertStatus(t, e, group, health.StatusUnknown)
+		assertStatus(t, e, group, status.StatusUnknown)
 		// Fourth poll: the window is full and both partitions sat at
 		// offset 10 with lag in all of it, while a member is present.
 		d.poll()
-		r = assertStatus(t, e, group, health.StatusStall)
+		r = assertStatus(t, e, group, status.StatusStall)
 		if r.Members != 1 {
 			t.Errorf("STALL with %d members, want 1", r.Members)
 		}
 		d.poll()
-		assertStatus(t, e, group, health.StatusStall)
+		assertStatus(t, e, group, status.StatusStall)
 
 		// 50 more records per partition: the member fetches them and still
 		// commits nothing, so each partition's lag is 60 >= STATUS_ERR_LAG.
 		kafkatest.Produce(t, addrs, topic, []int32{0, 1}, 50)
 		d.poll()
-		r = assertStatus(t, e, group, health.StatusErr)
+		r = assertStatus(t, e, group, status.StatusErr)
 		if r.Lag != 120 {
 			t.Errorf("ERR with lag %d, want 120", r.Lag)
 		}
@@ -185,9 +185,9 @@ func TestStatusFromRealConsumers(t *testing.T) {
 		e := statusExporter(t, addrs, group, topic, "1m", 1000)
 		d := newDriver(t, statusInterval, e)
 		d.poll()
-		assertStatus(t, e, group, health.StatusOK)
+		assertStatus(t, e, group, status.StatusOK)
 		d.poll()
-		assertStatus(t, e, group, health.StatusOK)
+		assertStatus(t, e, group, status.StatusOK)
 
 		var to kadm.Offsets
 		to.Add(kadm.Offset{Topic: topic, Partition: 0, At: 5, LeaderEpoch: -1})
@@ -209,12 +209,12 @@ func TestStatusFromRealConsumers(t *testing.T) {
 			d.poll()
 			got = append(got, statusOf(d.latest(0), group).Status)
 		}
-		want := []string{health.StatusRewind, health.StatusRewind, health.StatusRewind, health.StatusOK}
+		want := []string{status.StatusRewind, status.StatusRewind, status.StatusRewind, status.StatusOK}
 		if !slices.Equal(got, want) {
 			t.Fatalf("statuses after the reset %v, want %v", got, want)
 		}
 		d.poll()
-		r := assertStatus(t, e, group, health.StatusOK)
+		r := assertStatus(t, e, group, status.StatusOK)
 		if r.Lag != 25 {
 			t.Errorf("lag after the reset %d, want 25", r.Lag)
 		}
@@ -225,7 +225,7 @@ func TestStatusFromRealConsumers(t *testing.T) {
 			t.Fatalf("reset %s/1 to 0: %v %v", topic, err, rs.Error())
 		}
 		d.poll()
-		r = assertStatus(t, e, group, health.StatusRewind)
+		r = assertStatus(t, e, group, status.StatusRewind)
 		t.Logf("REWIND reason: %s", r.Reason)
 	})
 
@@ -251,8 +251,8 @@ func TestStatusFromRealConsumers(t *testing.T) {
 			})
 		})
 
-		d.pollUntil(10*time.Second, "WARN while lag grows", statusIs(e, group, health.StatusWarn))
-		r := assertStatus(t, e, group, health.StatusWarn)
+		d.pollUntil(10*time.Second, "WARN while lag grows", statusIs(e, group, status.StatusWarn))
+		r := assertStatus(t, e, group, status.StatusWarn)
 		window := d.snaps[0][len(d.snaps[0])-4:]
 		first := window[0].Offsets.Committed[group][topic][0]
 		last := window[3].Offsets.Committed[group][topic][0]
@@ -260,7 +260,7 @@ func TestStatusFromRealConsumers(t *testing.T) {
 			t.Errorf("committed offset went from %d to %d over the window: the slow member should still be committing", first, last)
 		}
 		for _, s := range d.snaps[0] {
-			if st := statusOf(s, group).Status; st != health.StatusUnknown && st != health.StatusOK && st != health.StatusWarn {
+			if st := statusOf(s, group).Status; st != status.StatusUnknown && st != status.StatusOK && st != status.StatusWarn {
 				t.Errorf("slow member was %s (%s)", st, statusOf(s, group).Reason)
 			}
 		}
@@ -270,7 +270,7 @@ func TestStatusFromRealConsumers(t *testing.T) {
 
 // lastCommitMove is the time of the newest poll at which the group's
 // committed offsets differed from the poll before.
-func lastCommitMove(snaps []*state.Snapshot, group string) time.Time {
+func lastCommitMove(snaps []*store.Snapshot, group string) time.Time {
 	var at time.Time
 	for i := 1; i < len(snaps); i++ {
 		if fmt.Sprint(snaps[i].Offsets.Committed[group]) != fmt.Sprint(snaps[i-1].Offsets.Committed[group]) {
@@ -282,7 +282,7 @@ func lastCommitMove(snaps []*state.Snapshot, group string) time.Time {
 
 // sequence compresses the group's statuses over the polls into runs,
 // e.g. [UNKNOWN×3 STALL×2].
-func sequence(snaps []*state.Snapshot, group string) []string {
+func sequence(snaps []*store.Snapshot, group string) []string {
 	var out []string
 	var cur string
 	n := 0

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
 // roster is the members a test started for one group: the live ones,
@@ -67,7 +67,7 @@ type baseline struct {
 	count uint64
 }
 
-func baselineOf(t *testing.T, snap *state.Snapshot, group string, s settled) baseline {
+func baselineOf(t *testing.T, snap *store.Snapshot, group string, s settled) baseline {
 	t.Helper()
 	return baseline{gen: s.gen, count: stats(t, snap, group).Rebalances}
 }
@@ -78,7 +78,7 @@ func baselineOf(t *testing.T, snap *state.Snapshot, group string, s settled) bas
 // count that moved by exactly the generations the clients moved since the
 // baseline; and no rebalance in progress. The clients (tr) must have seen
 // that generation, unless the group is empty.
-func checkExact(t *testing.T, step, group, source string, s settled, snap *state.Snapshot, base baseline, tr *truth) (counted uint64) {
+func checkExact(t *testing.T, step, group, source string, s settled, snap *store.Snapshot, base baseline, tr *truth) (counted uint64) {
 	t.Helper()
 	st := stats(t, snap, group)
 	m := scrape(t, snap, group)
@@ -122,7 +122,7 @@ func checkSettledGauges(t *testing.T, step string, rebalancing bool, m map[strin
 // over-counting), and no rebalance in progress. noGeneration says the group
 // never sends one, so none may be exported; otherwise an exported
 // generation must be the right one.
-func checkBounded(t *testing.T, step, group string, s settled, snap *state.Snapshot, base baseline, atLeast uint64, tr *truth, noGeneration bool) (counted uint64) {
+func checkBounded(t *testing.T, step, group string, s settled, snap *store.Snapshot, base baseline, atLeast uint64, tr *truth, noGeneration bool) (counted uint64) {
 	t.Helper()
 	st := stats(t, snap, group)
 	m := scrape(t, snap, group)

@@ -9,7 +9,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/rebalance"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
 )
 
 // classicClient starts one member of a classic group whose subscription

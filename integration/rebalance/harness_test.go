@@ -27,10 +27,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/config"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/config"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/rebalance"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
 const (
@@ -260,7 +260,7 @@ func (e *env) pollGroups(ctx context.Context) {
 
 // snapshotAfter waits for a published groups poll that started after t
 // and returns the store's snapshot.
-func (e *env) snapshotAfter(t time.Time) *state.Snapshot {
+func (e *env) snapshotAfter(t time.Time) *store.Snapshot {
 	e.t.Helper()
 	kafkatest.Eventually(e.t, 20*time.Second, func() error {
 		if e.published.Load() <= t.UnixNano() {
@@ -273,7 +273,7 @@ func (e *env) snapshotAfter(t time.Time) *state.Snapshot {
 }
 
 // stats returns the group's statistics in snap, failing if it has none.
-func stats(t *testing.T, snap *state.Snapshot, group string) rebalance.GroupStats {
+func stats(t *testing.T, snap *store.Snapshot, group string) rebalance.GroupStats {
 	t.Helper()
 	st, ok := snap.Rebalance[group]
 	if !ok {
@@ -310,7 +310,7 @@ type probe func(ctx context.Context) (settled, error)
 // quietFor, then returns that state together with a snapshot of a groups
 // poll that started after the quiet period and before probe confirmed the
 // state again. Whatever the snapshot shows was true of that settled state.
-func (e *env) settle(group string, p probe) (settled, *state.Snapshot) {
+func (e *env) settle(group string, p probe) (settled, *store.Snapshot) {
 	e.t.Helper()
 	deadline := time.Now().Add(settleTimeout)
 	var last string
@@ -478,13 +478,13 @@ func (e *env) consumerProbe(group string, live []member) probe {
 
 // frozen serves one snapshot to a collector, so that metrics and the
 // statistics compared with them come from the same poll.
-type frozen struct{ s *state.Snapshot }
+type frozen struct{ s *store.Snapshot }
 
-func (f frozen) Current() *state.Snapshot { return f.s }
+func (f frozen) Current() *store.Snapshot { return f.s }
 
 // scrape renders snap through the exporter's collector and returns the
 // group's series by metric name; histograms as name_count and name_sum.
-func scrape(t *testing.T, snap *state.Snapshot, group string) map[string]float64 {
+func scrape(t *testing.T, snap *store.Snapshot, group string) map[string]float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(collector.New(frozen{snap}, nil, collector.Options{}))

@@ -8,7 +8,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/rebalance"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
 )
 
 // TestRebalanceHeldOpen holds a rebalance open and watches the exporter's

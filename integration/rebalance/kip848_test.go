@@ -3,7 +3,7 @@ package rebalance_test
 import (
 	"testing"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/rebalance"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
 )
 
 // TestKIP848 drives a KIP-848 group (franz-go, server-side assignor)

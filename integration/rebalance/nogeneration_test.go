@@ -8,7 +8,7 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
 // TestClassicWithoutGeneration covers classic groups whose members do not
@@ -138,7 +138,7 @@ func runWithoutGeneration(t *testing.T, e *env, group string, r *roster, tr *tru
 // checkSendsNoGeneration confirms, independently of the exporter, that the
 // members' subscription metadata carries no generation, and that the
 // exporter decoded none.
-func checkSendsNoGeneration(t *testing.T, e *env, group string, snap *state.Snapshot) {
+func checkSendsNoGeneration(t *testing.T, e *env, group string, snap *store.Snapshot) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -10,7 +10,7 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/rebalance"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
 )
 
 // stormSecondsEnv lengthens the storm: KRE_STORM_SECONDS=60 go test -run

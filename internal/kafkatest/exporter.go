@@ -10,10 +10,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/config"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/kafkaclient"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/poller"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/state"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/config"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
 // Config loads the exporter configuration for addrs, with extra settings
@@ -62,20 +61,20 @@ func load(tb testing.TB) *config.Config {
 // Exporter is the exporter's Kafka side without HTTP: a poller feeding a
 // store, polled on demand by the test.
 type Exporter struct {
-	Poller *poller.Poller
-	Store  *state.Store
+	Poller *kafka.Poller
+	Store  *store.Store
 }
 
 // NewExporter builds a poller and store for cfg; the poller is closed when
 // the test ends.
 func NewExporter(t testing.TB, cfg *config.Config) *Exporter {
 	t.Helper()
-	sc, err := kafkaclient.SaramaConfig(cfg)
+	sc, err := kafka.SaramaConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := poller.New(cfg, sc, zerolog.Nop())
-	e := &Exporter{Poller: p, Store: state.NewStoreWith(zerolog.Nop(), state.NewAnalyzers(cfg, zerolog.Nop(), p))}
+	p := kafka.New(cfg, sc, zerolog.Nop())
+	e := &Exporter{Poller: p, Store: store.NewStoreWith(zerolog.Nop(), store.NewAnalyzers(cfg, zerolog.Nop(), p))}
 	t.Cleanup(func() { _ = e.Poller.Close() })
 	return e
 }

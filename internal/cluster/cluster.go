@@ -1,0 +1,104 @@
+// Package snapshot holds the plain data the poller observes and the
+// collector renders. Everything here is treated as immutable once it has
+// been published: producers build new values, consumers only read them.
+package cluster
+
+import "time"
+
+// Group types as ListGroups v5 reports them.
+const (
+	GroupTypeClassic  = "classic"
+	GroupTypeConsumer = "consumer" // KIP-848
+)
+
+// ClassicStates and ConsumerStates are the state names the broker reports
+// for each group type. The collector exports one 0/1 series per name in
+// AllStates so that a state that is absent still has a series at 0.
+var (
+	ClassicStates  = []string{"Empty", "PreparingRebalance", "CompletingRebalance", "Stable", "Dead"}
+	ConsumerStates = []string{"Empty", "Assigning", "Reconciling", "Stable", "Dead"}
+	AllStates      = []string{"Empty", "PreparingRebalance", "CompletingRebalance", "Assigning", "Reconciling", "Stable", "Dead", "Unknown"}
+)
+
+// Rebalancing reports whether a group state name means a rebalance is in
+// progress, for either group type.
+func Rebalancing(state string) bool {
+	switch state {
+	case "PreparingRebalance", "CompletingRebalance", "Assigning", "Reconciling":
+		return true
+	}
+	return false
+}
+
+// TopicPartition names one partition of one topic.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// Assignment maps topic -> sorted partition IDs.
+type Assignment map[string][]int32
+
+// Member is one member of a consumer group as the coordinator describes it.
+type Member struct {
+	MemberID   string
+	InstanceID string // static membership (group.instance.id); empty when not set
+	ClientID   string
+	ClientHost string
+	Assignment Assignment
+
+	// Generation is the KIP-792 generation carried in the member's
+	// subscription metadata (v2+): the generation the member held when it
+	// last joined. -1 when the member does not send it.
+	Generation int32
+
+	// KIP-848 only.
+	MemberEpoch      int32
+	TargetAssignment Assignment
+}
+
+// Group is one consumer group as seen by one describe poll.
+type Group struct {
+	Name         string
+	Type         string // GroupTypeClassic or GroupTypeConsumer
+	ProtocolType string // "consumer" for consumer groups; other values for connect etc.
+	State        string
+	Assignor     string // classic: the chosen protocol; KIP-848: the server assignor
+	Coordinator  int32  // broker ID, -1 when unknown
+	Members      []Member
+
+	// KIP-848 only: exact epochs reported by ConsumerGroupDescribe.
+	GroupEpoch      int32
+	AssignmentEpoch int32
+}
+
+// GroupsObservation is the result of one describe poll: every group the
+// exporter could see, keyed by name.
+type GroupsObservation struct {
+	Time   time.Time
+	Groups map[string]*Group
+}
+
+// Partition holds a topic partition's log offsets.
+type Partition struct {
+	Leader int32
+	Newest int64 // log end offset (high watermark); -1 if unknown
+	Oldest int64 // log start offset; -1 if unknown
+}
+
+// Topic is one topic with its partitions, indexed by partition ID.
+type Topic struct {
+	Name       string
+	Partitions map[int32]Partition
+}
+
+// OffsetsObservation is the result of one offsets poll: cluster metadata,
+// log offsets of every partition, and committed offsets of every group.
+type OffsetsObservation struct {
+	Time    time.Time
+	Brokers int
+	Topics  map[string]*Topic
+	// Committed maps group -> topic -> partition -> committed offset. Only
+	// partitions with a commit appear.
+	Committed map[string]map[string]map[int32]int64
+}

@@ -1,0 +1,396 @@
+// Package lagtime turns offset lag into time lag: for every consumer group
+// and partition, how long ago the record at the group's committed offset was
+// appended, i.e. the age of the oldest record the group has not consumed.
+//
+// The estimate needs no Kafka I/O. Every offsets poll adds the partition's
+// log end offset and the poll time to a small per-partition history, and
+// the time the log end passed the committed offset is read off that
+// history. Definitions, for committed offset C, log end E and poll time now:
+//
+//   - C >= E: the group has consumed everything; the lag is exactly 0, no
+//     matter how long the topic has been silent.
+//   - C < E: the first unconsumed record is the one at offset C. It was
+//     appended when the log end moved from C to C+1, so the lag is
+//     now - t(C+1), where t(X) is the time the log end first reached X.
+//     The lag of a group stuck behind a topic that has gone silent keeps
+//     growing with the wall clock, as the age of that record does.
+//   - t(X) inside the history is interpolated between the last time the
+//     log end was below X and the first time it was seen at or above X.
+//   - t(X) before the oldest point is extrapolated with the history's
+//     average production rate, capped at Options.MaxExtrapolation before
+//     the oldest point (Kafka's default retention, 7 days, by default: an
+//     estimate beyond it says little more than "very old").
+//   - With fewer than two history points, or no production across the
+//     history, there is no rate, and a partition that needs extrapolation
+//     has no value (not exported) rather than a made-up one.
+//
+// Exported values are never NaN, negative or infinite. A committed offset
+// below the log start offset is dated like any other: the lag then says how
+// old the group's position is, although retention has deleted the records.
+//
+// Each history point is one log end offset with the first and the last
+// poll time it was seen at, so a flat stretch costs one point. A history
+// holds at most Options.MaxPoints points (PointBytes each); when full, every
+// second point of its older half is dropped, so old data gets sparser while
+// the newer half keeps poll resolution. A partition whose log end goes
+// backwards was recreated: its history restarts. Partitions missing from an
+// observation are forgotten.
+//
+// Exact mode (ComputeExact) asks a RecordTimestamper for the timestamp of
+// the record at the committed offset instead; see CachedTimestamper.
+package lagtime
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultMaxPoints        = 64
+	DefaultMaxExtrapolation = 7 * 24 * time.Hour
+	DefaultExactConcurrency = 4
+)
+
+// Options configures an Estimator. Zero fields take the defaults above.
+type Options struct {
+	// MaxPoints bounds each partition's history (values below 4 become 4).
+	// Suggested env var: KRE_LAG_HISTORY_POINTS.
+	MaxPoints int
+	// MaxExtrapolation caps how far before the oldest history point an
+	// extrapolated time may go. Suggested env var: KRE_LAG_MAX_EXTRAPOLATION.
+	MaxExtrapolation time.Duration
+	// Timestamper reads record timestamps for ComputeExact; nil makes
+	// ComputeExact behave like Compute. Whether to call ComputeExact at all
+	// is the poller's switch (suggested env var: KRE_LAG_EXACT, default off).
+	Timestamper RecordTimestamper
+	// ExactConcurrency bounds the timestamp lookups one ComputeExact runs
+	// at a time; give it the CachedTimestamper's Concurrency (both from
+	// the suggested env var KRE_LAG_EXACT_CONCURRENCY).
+	ExactConcurrency int
+	Logger           zerolog.Logger
+}
+
+// Method says how a PartitionLag value was obtained.
+type Method string
+
+const (
+	MethodCaughtUp     Method = "caught_up"    // committed >= log end: exactly 0
+	MethodInterpolated Method = "interpolated" // inside the log end history
+	MethodExtrapolated Method = "extrapolated" // older than the history
+	MethodExact        Method = "exact"        // record timestamp (ComputeExact)
+)
+
+// PartitionLag is one partition's lag in seconds for one group.
+type PartitionLag struct {
+	Topic     string
+	Partition int32
+	Seconds   float64
+	Method    Method
+	// Capped is true when the extrapolation hit Options.MaxExtrapolation.
+	Capped bool
+}
+
+// GroupLag holds a group's partitions that have a value, sorted by topic
+// and partition, and the largest of their values.
+type GroupLag struct {
+	Group      string
+	MaxSeconds float64
+	Partitions []PartitionLag
+}
+
+// Result is the lag of every group at one observation. Groups is sorted by
+// name and holds only groups with at least one partition value. A Result is
+// never modified after Compute returns it, so it can be shared with
+// readers; they must not modify it either.
+type Result struct {
+	Time   time.Time
+	Groups []GroupLag
+}
+
+// Group returns the named group's lag.
+func (r Result) Group(name string) (GroupLag, bool) {
+	i, found := sort.Find(len(r.Groups), func(i int) int { return cmp.Compare(name, r.Groups[i].Group) })
+	if !found {
+		return GroupLag{}, false
+	}
+	return r.Groups[i], true
+}
+
+// Partition returns one partition's lag.
+func (g GroupLag) Partition(topic string, partition int32) (PartitionLag, bool) {
+	i, found := sort.Find(len(g.Partitions), func(i int) int {
+		p := g.Partitions[i]
+		return cmp.Or(cmp.Compare(topic, p.Topic), cmp.Compare(partition, p.Partition))
+	})
+	if !found {
+		return PartitionLag{}, false
+	}
+	return g.Partitions[i], true
+}
+
+// partitionForgetter is implemented by timestamp caches that must drop
+// what they know about a partition whose log was replaced.
+type partitionForgetter interface {
+	ForgetPartition(topic string, partition int32)
+}
+
+// Estimator keeps the log end histories. It is safe for concurrent use;
+// normally one poll loop calls Observe and then Compute.
+type Estimator struct {
+	opts    Options
+	maxBack float64
+
+	mu    sync.Mutex
+	parts map[cluster.TopicPartition]*history
+}
+
+// New returns an Estimator with no history.
+func New(opts Options) *Estimator {
+	if opts.MaxPoints == 0 {
+		opts.MaxPoints = DefaultMaxPoints
+	}
+	opts.MaxPoints = max(opts.MaxPoints, minPoints)
+	if opts.MaxExtrapolation <= 0 {
+		opts.MaxExtrapolation = DefaultMaxExtrapolation
+	}
+	if opts.ExactConcurrency <= 0 {
+		opts.ExactConcurrency = DefaultExactConcurrency
+	}
+	return &Estimator{
+		opts:    opts,
+		maxBack: opts.MaxExtrapolation.Seconds(),
+		parts:   make(map[cluster.TopicPartition]*history),
+	}
+}
+
+// Observe adds the log end offsets of one poll to the histories and forgets
+// partitions the poll no longer lists. Partitions with an unknown log end
+// (-1) keep their history unchanged. An observation with an unusable time
+// (zero, or outside 1970..2200) is ignored.
+func (e *Estimator) Observe(obs *cluster.OffsetsObservation) {
+	if obs == nil || !usableTime(obs.Time) {
+		return
+	}
+	now := obs.Time.UnixNano()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, topic := range obs.Topics {
+		if topic == nil {
+			continue
+		}
+		for id, p := range topic.Partitions {
+			if p.Newest < 0 {
+				continue
+			}
+			tp := cluster.TopicPartition{Topic: name, Partition: id}
+			h := e.parts[tp]
+			if h == nil {
+				h = newHistory(e.opts.MaxPoints)
+				e.parts[tp] = h
+			}
+			if h.observe(p.Newest, now) == observeReset {
+				e.opts.Logger.Debug().Str("topic", name).Int32("partition", id).
+					Int64("log_end", p.Newest).Msg("log end went backwards, partition recreated: lag history reset")
+				e.forgetTimestamps(tp)
+			}
+		}
+	}
+	for tp := range e.parts {
+		if !listed(obs, tp) {
+			delete(e.parts, tp)
+			e.forgetTimestamps(tp)
+		}
+	}
+}
+
+func listed(obs *cluster.OffsetsObservation, tp cluster.TopicPartition) bool {
+	t := obs.Topics[tp.Topic]
+	if t == nil {
+		return false
+	}
+	_, ok := t.Partitions[tp.Partition]
+	return ok
+}
+
+func (e *Estimator) forgetTimestamps(tp cluster.TopicPartition) {
+	if f, ok := e.opts.Timestamper.(partitionForgetter); ok {
+		f.ForgetPartition(tp.Topic, tp.Partition)
+	}
+}
+
+// Compute returns the lag of every committed partition of obs, using
+// obs.Time as now and obs's log end offsets for the caught-up test. Call
+// Observe(obs) first; if a log end in obs is ahead of the history, obs is
+// used as a provisional newest point.
+func (e *Estimator) Compute(obs *cluster.OffsetsObservation) Result {
+	entries := e.compute(obs)
+	return buildResult(obs, entries)
+}
+
+// entry is one group partition during a Compute.
+type entry struct {
+	group     string
+	lag       PartitionLag
+	ok        bool
+	committed int64
+	behind    bool // committed < log end: exact mode has something to read
+}
+
+func (e *Estimator) compute(obs *cluster.OffsetsObservation) []entry {
+	if obs == nil || !usableTime(obs.Time) {
+		return nil
+	}
+	now := obs.Time.UnixNano()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var entries []entry
+	for group, topics := range obs.Committed {
+		for topic, parts := range topics {
+			t := obs.Topics[topic]
+			if t == nil {
+				continue
+			}
+			for id, committed := range parts {
+				p, ok := t.Partitions[id]
+				if !ok || p.Newest < 0 || committed < 0 {
+					continue
+				}
+				en := entry{group: group, committed: committed, lag: PartitionLag{Topic: topic, Partition: id}}
+				if committed >= p.Newest {
+					en.lag.Method, en.ok = MethodCaughtUp, true
+				} else {
+					en.behind = true
+					en.lag.Seconds, en.lag.Method, en.lag.Capped, en.ok = e.estimateLocked(
+						cluster.TopicPartition{Topic: topic, Partition: id}, committed, p.Newest, now)
+				}
+				entries = append(entries, en)
+			}
+		}
+	}
+	return entries
+}
+
+func (e *Estimator) estimateLocked(tp cluster.TopicPartition, committed, newest, now int64) (float64, Method, bool, bool) {
+	var pts []point
+	if h := e.parts[tp]; h != nil {
+		pts = h.points
+	}
+	if n := len(pts); n == 0 || newest > pts[n-1].offset && now >= pts[n-1].last {
+		// Full slice expression: the append must copy, never write into
+		// the history's spare capacity.
+		pts = append(pts[:n:n], point{offset: newest, first: now, last: now})
+	}
+	return estimate(pts, committed+1, now, e.maxBack)
+}
+
+func buildResult(obs *cluster.OffsetsObservation, entries []entry) Result {
+	var r Result
+	if obs != nil {
+		r.Time = obs.Time
+	}
+	slices.SortFunc(entries, func(a, b entry) int {
+		return cmp.Or(cmp.Compare(a.group, b.group), cmp.Compare(a.lag.Topic, b.lag.Topic),
+			cmp.Compare(a.lag.Partition, b.lag.Partition))
+	})
+	for _, en := range entries {
+		if !en.ok {
+			continue
+		}
+		if n := len(r.Groups); n == 0 || r.Groups[n-1].Group != en.group {
+			r.Groups = append(r.Groups, GroupLag{Group: en.group})
+		}
+		g := &r.Groups[len(r.Groups)-1]
+		g.Partitions = append(g.Partitions, en.lag)
+		g.MaxSeconds = max(g.MaxSeconds, en.lag.Seconds)
+	}
+	return r
+}
+
+// ComputeExact is Compute with the lag of every partition that is behind
+// taken from the timestamp of the record at the committed offset, read
+// through Options.Timestamper (at most Options.ExactConcurrency lookups at
+// a time). A partition whose lookup fails keeps its estimate. The lag is
+// now - timestamp, clamped at 0 for producer clocks ahead of ours.
+func (e *Estimator) ComputeExact(ctx context.Context, obs *cluster.OffsetsObservation) Result {
+	entries := e.compute(obs)
+	ts := e.opts.Timestamper
+	if ts == nil || len(entries) == 0 {
+		return buildResult(obs, entries)
+	}
+	type key struct {
+		tp     cluster.TopicPartition
+		offset int64
+	}
+	type answer struct {
+		t   time.Time
+		err error
+	}
+	var keys []key
+	answers := make(map[key]*answer)
+	for _, en := range entries {
+		k := key{cluster.TopicPartition{Topic: en.lag.Topic, Partition: en.lag.Partition}, en.committed}
+		if en.behind && answers[k] == nil {
+			answers[k] = &answer{}
+			keys = append(keys, k)
+		}
+	}
+	work := make(chan key)
+	var wg sync.WaitGroup
+	for range min(e.opts.ExactConcurrency, len(keys)) {
+		wg.Go(func() {
+			for k := range work {
+				a := answers[k] // the map is only read here; each *answer has one writer
+				a.t, a.err = ts.Timestamp(ctx, k.tp.Topic, k.tp.Partition, k.offset)
+				if a.err == nil && a.t.IsZero() {
+					a.err = errZeroTimestamp
+				}
+			}
+		})
+	}
+	for _, k := range keys {
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+
+	failed := 0
+	var firstErr error
+	now := obs.Time
+	for i := range entries {
+		en := &entries[i]
+		if !en.behind {
+			continue
+		}
+		a := answers[key{cluster.TopicPartition{Topic: en.lag.Topic, Partition: en.lag.Partition}, en.committed}]
+		if a.err == nil {
+			en.lag.Seconds = max(0, now.Sub(a.t).Seconds())
+			en.lag.Method, en.lag.Capped, en.ok = MethodExact, false, true
+			continue
+		}
+		failed++
+		if firstErr == nil {
+			firstErr = a.err
+		}
+	}
+	if failed > 0 {
+		e.opts.Logger.Warn().Err(firstErr).Int("failed", failed).Int("lookups", len(keys)).
+			Msg("record timestamp lookups failed; using estimated lag for those partitions")
+	}
+	return buildResult(obs, entries)
+}
+
+// Partitions returns how many partitions have a history.
+func (e *Estimator) Partitions() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.parts)
+}

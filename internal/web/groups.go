@@ -1,0 +1,140 @@
+package web
+
+import (
+	"sort"
+	"time"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
+)
+
+// GroupView is the JSON shape of one group in /api/v1/groups.
+type GroupView struct {
+	Name        string       `json:"name"`
+	Type        string       `json:"type"`
+	State       string       `json:"state"`
+	Assignor    string       `json:"assignor"`
+	Coordinator int32        `json:"coordinator"`
+	ObservedAt  time.Time    `json:"observed_at"`
+	Members     []MemberView `json:"members"`
+	// Lag per topic, from the latest offsets poll.
+	Lag           map[string]int64 `json:"lag,omitempty"`
+	MaxLagSeconds *float64         `json:"max_lag_seconds,omitempty"`
+	Status        string           `json:"status,omitempty"`
+	StatusReason  string           `json:"status_reason,omitempty"`
+
+	Generation       *int32            `json:"generation,omitempty"`
+	GenerationSource string            `json:"generation_source,omitempty"`
+	Rebalances       uint64            `json:"rebalances"`
+	Rebalancing      bool              `json:"rebalancing"`
+	RebalanceStarted *time.Time        `json:"rebalance_started,omitempty"`
+	LastRebalance    *time.Time        `json:"last_rebalance,omitempty"`
+	MemberJoins      uint64            `json:"member_joins"`
+	MemberLeaves     uint64            `json:"member_leaves"`
+	History          []rebalance.Event `json:"recent_rebalances"`
+}
+
+// MemberView is one member in GroupView.
+type MemberView struct {
+	MemberID         string             `json:"member_id"`
+	InstanceID       string             `json:"instance_id,omitempty"`
+	ClientID         string             `json:"client_id"`
+	ClientHost       string             `json:"client_host"`
+	Assignment       cluster.Assignment `json:"assignment"`
+	Generation       *int32             `json:"kip792_generation,omitempty"`
+	MemberEpoch      *int32             `json:"member_epoch,omitempty"`
+	TargetAssignment cluster.Assignment `json:"target_assignment,omitempty"`
+}
+
+// Groups is the default GroupAPI over the state snapshot.
+type Groups struct{}
+
+// List implements GroupAPI.
+func (Groups) List(s *store.Snapshot) any {
+	out := []GroupView{}
+	if s.Groups == nil {
+		return out
+	}
+	names := make([]string, 0, len(s.Groups.Groups))
+	for n := range s.Groups.Groups {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		out = append(out, view(s, s.Groups.Groups[n]))
+	}
+	return out
+}
+
+// Get implements GroupAPI.
+func (Groups) Get(s *store.Snapshot, name string) (any, bool) {
+	if s.Groups == nil {
+		return nil, false
+	}
+	g, ok := s.Groups.Groups[name]
+	if !ok {
+		return nil, false
+	}
+	return view(s, g), true
+}
+
+func view(s *store.Snapshot, g *cluster.Group) GroupView {
+	v := GroupView{Name: g.Name, Type: g.Type, State: g.State, Assignor: g.Assignor, Coordinator: g.Coordinator,
+		ObservedAt: s.Groups.Time, Members: []MemberView{}}
+	for _, m := range g.Members {
+		mv := MemberView{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID, ClientHost: m.ClientHost,
+			Assignment: m.Assignment, TargetAssignment: m.TargetAssignment}
+		if m.Generation >= 0 {
+			gen := m.Generation
+			mv.Generation = &gen
+		}
+		if g.Type == cluster.GroupTypeConsumer {
+			epoch := m.MemberEpoch
+			mv.MemberEpoch = &epoch
+		}
+		v.Members = append(v.Members, mv)
+	}
+	if st, ok := s.Rebalance[g.Name]; ok {
+		if st.GenerationKnown {
+			gen := st.Generation
+			v.Generation = &gen
+		}
+		v.GenerationSource = st.GenerationSource
+		v.Rebalances, v.Rebalancing = st.Rebalances, st.Rebalancing
+		v.MemberJoins, v.MemberLeaves = st.MemberJoins, st.MemberLeaves
+		if st.Rebalancing {
+			t := st.RebalanceStarted
+			v.RebalanceStarted = &t
+		}
+		if !st.LastRebalance.IsZero() {
+			t := st.LastRebalance
+			v.LastRebalance = &t
+		}
+		v.History = st.History
+	}
+	if v.History == nil {
+		v.History = []rebalance.Event{}
+	}
+	if r, ok := s.Status[g.Name]; ok {
+		v.Status, v.StatusReason = r.Status, r.Reason
+	}
+	if gl, ok := s.LagSeconds.Group(g.Name); ok {
+		m := gl.MaxSeconds
+		v.MaxLagSeconds = &m
+	}
+	if s.Offsets != nil {
+		for topic, parts := range s.Offsets.Committed[g.Name] {
+			for id, off := range parts {
+				if lag, ok := collector.Lag(s.Offsets.Topics[topic], id, off); ok {
+					if v.Lag == nil {
+						v.Lag = map[string]int64{}
+					}
+					v.Lag[topic] += lag
+				}
+			}
+		}
+	}
+	return v
+}
