@@ -12,27 +12,15 @@ import (
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/status"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
-// statuses are the values of kafka_consumergroup_status's status label.
-var statuses = status.Statuses
-
 // SelfPrefix is the namespace of the exporter's own health metrics.
-const SelfPrefix = "kafka_rebalance_exporter_"
+const SelfPrefix = kafka.SelfPrefix
 
 // Source is where the collector reads from.
 type Source interface {
 	Current() *store.Snapshot
-}
-
-// PollerStats are the poller's own counters.
-type PollerStats interface {
-	// RequestCounts is how many Kafka requests of each API were sent.
-	RequestCounts() map[string]uint64
-	// DecodeErrors is how many member descriptions did not decode.
-	DecodeErrors() uint64
 }
 
 // Options tune what the collector exports.
@@ -43,19 +31,20 @@ type Options struct {
 	MemberMetrics bool
 }
 
-// Collector is a prometheus.Collector over a Source.
+// Collector is a prometheus.Collector over a Source. The poller's own
+// instruments (requests, poll durations, errors by stage) are registered
+// beside it (kafka.Metrics).
 type Collector struct {
-	src      Source
-	requests PollerStats
-	opts     Options
+	src  Source
+	opts Options
 }
 
-// New returns a collector. requests may be nil.
-func New(src Source, requests PollerStats, opts Options) *Collector {
+// New returns a collector.
+func New(src Source, opts Options) *Collector {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Collector{src: src, requests: requests, opts: opts}
+	return &Collector{src: src, opts: opts}
 }
 
 var (
@@ -87,25 +76,17 @@ var (
 
 	descUp = prometheus.NewDesc(SelfPrefix+"up",
 		"1 when the latest poll of every loop fully succeeded, else 0.", nil, nil)
-	descPollDuration = prometheus.NewDesc(SelfPrefix+"poll_duration_seconds",
-		"Duration of polls, successful or not.", []string{"loop"}, nil)
-	descPolls = prometheus.NewDesc(SelfPrefix+"polls_total",
-		"Polls attempted.", []string{"loop"}, nil)
-	descPollErrors = prometheus.NewDesc(SelfPrefix+"poll_errors_total",
-		"Failed poll steps by stage.", []string{"stage"}, nil)
 	descLastSuccess = prometheus.NewDesc(SelfPrefix+"last_successful_poll_timestamp_seconds",
 		"Unix time of the loop's last fully successful poll.", []string{"loop"}, nil)
 	descSnapshotAge = prometheus.NewDesc(SelfPrefix+"snapshot_age_seconds",
 		"Age of the data served for the loop: now minus the time of its last successful poll.", []string{"loop"}, nil)
-	descRequests = prometheus.NewDesc(SelfPrefix+"kafka_requests_total",
-		"Kafka requests sent by the exporter, by API.", []string{"api"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCurrentOffset, descLag, descLagSum, descMembers, descState, descInfo,
 		descTopicPartitions, descTopicCurrent, descTopicOldest, descBrokers,
-		descUp, descPollDuration, descPolls, descPollErrors, descLastSuccess, descSnapshotAge, descRequests} {
+		descUp, descLastSuccess, descSnapshotAge} {
 		ch <- d
 	}
 	describeRebalance(ch)
@@ -167,77 +148,36 @@ func (c *Collector) collectOffsets(ch chan<- prometheus.Metric, s *store.Snapsho
 	}
 	for _, group := range sortedKeys(o.Committed) {
 		for _, topic := range sortedKeys(o.Committed[group]) {
-			var sum int64
-			complete := true
-			t := o.Topics[topic]
-			for _, id := range sortedKeys(o.Committed[group][topic]) {
-				off := o.Committed[group][topic][id]
+			t, parts := o.Topics[topic], o.Committed[group][topic]
+			for _, id := range sortedKeys(parts) {
+				off := parts[id]
 				part := strconv.Itoa(int(id))
 				ch <- prometheus.MustNewConstMetric(descCurrentOffset, prometheus.GaugeValue, float64(off), group, topic, part)
-				lag, ok := Lag(t, id, off)
-				if !ok {
-					complete = false
-					continue
+				if lag, ok := cluster.Lag(t, id, off); ok {
+					ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(lag), group, topic, part)
 				}
-				sum += lag
-				ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(lag), group, topic, part)
 			}
-			// A sum over some partitions would read as a drop in lag: with
-			// a log end unknown (its leader failed this poll) there is none.
-			if complete {
+			if sum, ok := cluster.TopicLag(t, parts); ok {
 				ch <- prometheus.MustNewConstMetric(descLagSum, prometheus.GaugeValue, float64(sum), group, topic)
 			}
 		}
 	}
 }
 
-// Lag is the offset lag of a committed offset in a partition, clamped at
-// zero; ok is false when the partition's log end is unknown.
-func Lag(t *cluster.Topic, partition int32, committed int64) (lag int64, ok bool) {
-	if t == nil {
-		return 0, false
-	}
-	p, found := t.Partitions[partition]
-	if !found || p.Newest < 0 {
-		return 0, false
-	}
-	return max(p.Newest-committed, 0), true
-}
-
 func (c *Collector) collectSelf(ch chan<- prometheus.Metric, s *store.Snapshot) {
 	now := c.opts.Now()
 	up := 1.0
-	for _, loop := range store.Loops {
+	for _, loop := range cluster.Loops {
 		ls := s.Loops[loop]
 		if !ls.LastOK {
 			up = 0
 		}
-		h := s.PollDurations[loop]
-		ch <- prometheus.MustNewConstHistogram(descPollDuration, h.Count, h.Sum, h.Buckets, loop)
-		ch <- prometheus.MustNewConstMetric(descPolls, prometheus.CounterValue, float64(ls.Polls), loop)
 		if !ls.LastSuccess.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(ls.LastSuccess.UnixNano())/1e9, loop)
 			ch <- prometheus.MustNewConstMetric(descSnapshotAge, prometheus.GaugeValue, max(now.Sub(ls.LastSuccess).Seconds(), 0), loop)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
-	var decodeErrors uint64
-	if c.requests != nil {
-		decodeErrors = c.requests.DecodeErrors()
-	}
-	for _, stage := range sortedKeys(s.StageErrors) {
-		n := s.StageErrors[stage]
-		if stage == kafka.StageDecodeMember {
-			n += decodeErrors
-		}
-		ch <- prometheus.MustNewConstMetric(descPollErrors, prometheus.CounterValue, float64(n), stage)
-	}
-	if c.requests != nil {
-		counts := c.requests.RequestCounts()
-		for _, api := range sortedKeys(counts) {
-			ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(counts[api]), api)
-		}
-	}
 }
 
 type ordered interface {

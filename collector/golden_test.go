@@ -13,30 +13,20 @@ import (
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/lagtime"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/status"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden.prom from the current output")
 
-type fixedRequests map[string]uint64
-
-func (f fixedRequests) RequestCounts() map[string]uint64 { return f }
-
-func (f fixedRequests) DecodeErrors() uint64 { return 2 }
-
-// goldenStore is a store fed a fixed history: a failed first groups poll,
-// then successful polls of both loops.
+// goldenStore is a store with the default analyzers, fed a fixed history:
+// a failed first groups poll, then successful polls of both loops, all
+// stamped t0 by the store's clock.
 func goldenStore(t *testing.T, t0 time.Time) *store.Store {
 	t.Helper()
-	st := store.NewStoreWith(zerolog.Nop(), store.Analyzers{
-		Rebalance: rebalance.NewTracker(rebalance.Options{}),
-		Lag:       lagtime.New(lagtime.Options{}),
-		Health:    status.New(status.DefaultConfig()),
-	})
-	st.GroupsPolled(nil, 30*time.Millisecond, &kafka.StageError{Stage: kafka.StageConnect, Broker: -1, Err: os.ErrDeadlineExceeded})
+	cfg := kafkatest.Config(t, []string{"localhost:9092"}, nil)
+	st := store.New(store.Options{Log: zerolog.Nop(), Analyzers: store.NewAnalyzers(cfg, zerolog.Nop()), Now: func() time.Time { return t0 }})
+	st.GroupsPolled(nil, &kafka.StageError{Stage: kafka.StageConnect, Broker: -1, Err: os.ErrDeadlineExceeded})
 	groups := &cluster.GroupsObservation{Time: t0, Groups: map[string]*cluster.Group{
 		"orders-app": {Name: "orders-app", Type: cluster.GroupTypeClassic, ProtocolType: "consumer", State: "Stable", Assignor: "cooperative-sticky", Coordinator: 1,
 			Members: []cluster.Member{
@@ -49,7 +39,7 @@ func goldenStore(t *testing.T, t0 time.Time) *store.Store {
 				Assignment: cluster.Assignment{"orders": {0}}, TargetAssignment: cluster.Assignment{"orders": {0, 1}}}}},
 		"batch": {Name: "batch", Type: cluster.GroupTypeClassic, State: "Empty", Coordinator: 0},
 	}}
-	st.GroupsPolled(groups, 12*time.Millisecond, nil)
+	st.GroupsPolled(groups, nil)
 	offsets := &cluster.OffsetsObservation{Time: t0, Brokers: 3,
 		Topics: map[string]*cluster.Topic{"orders": {Name: "orders", Partitions: map[int32]cluster.Partition{
 			0: {Leader: 0, Newest: 120, Oldest: 0}, 1: {Leader: 1, Newest: 80, Oldest: 10}, 2: {Leader: 2, Newest: 0, Oldest: 0}}}},
@@ -57,7 +47,7 @@ func goldenStore(t *testing.T, t0 time.Time) *store.Store {
 			"orders-app": {"orders": {0: 100, 1: 80}},
 			"batch":      {"orders": {0: 20, 1: 90}}, // 90 > log end: lag clamps to 0
 		}}
-	st.OffsetsPolled(offsets, 40*time.Millisecond, nil)
+	st.OffsetsPolled(offsets, nil)
 
 	t1 := t0.Add(10 * time.Second)
 	groups2 := &cluster.GroupsObservation{Time: t1, Groups: map[string]*cluster.Group{}}
@@ -70,7 +60,7 @@ func goldenStore(t *testing.T, t0 time.Time) *store.Store {
 	ng.Members = []cluster.Member{{MemberID: "n-1", ClientID: "ng", ClientHost: "/10.0.0.3", Generation: -1, MemberEpoch: 9,
 		Assignment: cluster.Assignment{"orders": {0, 1}}, TargetAssignment: cluster.Assignment{"orders": {0, 1}}}}
 	groups2.Groups["next-gen"] = &ng
-	st.GroupsPolled(groups2, 11*time.Millisecond, nil)
+	st.GroupsPolled(groups2, nil)
 	offsets2 := &cluster.OffsetsObservation{Time: t1, Brokers: 3,
 		Topics: map[string]*cluster.Topic{"orders": {Name: "orders", Partitions: map[int32]cluster.Partition{
 			0: {Leader: 0, Newest: 220, Oldest: 0}, 1: {Leader: 1, Newest: 80, Oldest: 10}, 2: {Leader: 2, Newest: 0, Oldest: 0}}}},
@@ -78,25 +68,16 @@ func goldenStore(t *testing.T, t0 time.Time) *store.Store {
 			"orders-app": {"orders": {0: 170, 1: 80}},
 			"batch":      {"orders": {0: 20, 1: 90}},
 		}}
-	st.OffsetsPolled(offsets2, 35*time.Millisecond, nil)
+	st.OffsetsPolled(offsets2, nil)
 	return st
 }
 
 func TestGoldenExposition(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	st := goldenStore(t, t0)
-	// The store stamps polls with the wall clock; fix them for the golden.
-	snap := st.Current()
-	for _, l := range store.Loops {
-		ls := snap.Loops[l]
-		ls.LastSuccess, ls.LastAttempt = t0, t0
-		snap.Loops[l] = ls
-	}
-	c := collector.New(st, fixedRequests{"ListGroups": 6, "DescribeGroups": 3}, collector.Options{Now: func() time.Time { return t0.Add(15 * time.Second) }})
+	c := collector.New(st, collector.Options{Now: func() time.Time { return t0.Add(15 * time.Second) }})
 
 	got := scrape(t, c)
-	// Poll durations are real measurements of the fake history above and
-	// deterministic, so they stay in the golden file.
 	if *update {
 		if err := os.WriteFile("testdata/golden.prom", []byte(got), 0o644); err != nil {
 			t.Fatal(err)

@@ -102,7 +102,7 @@ func TestLagEqualsLogEndMinusCommitted(t *testing.T) {
 	w := newWorld(t)
 	e := kafkatest.NewExporter(t, kafkatest.Config(t, w.addrs, nil))
 	e.Poll(t)
-	c := collector.New(e.Store, e.Poller, collector.Options{})
+	c := collector.New(e.Store, collector.Options{})
 
 	if err := testutil.CollectAndCompare(c, strings.NewReader(w.expectedLag("audit", "billing", "shipping")), "kafka_consumergroup_lag"); err != nil {
 		t.Fatal(err)
@@ -143,7 +143,7 @@ func TestOlderBrokerVersions(t *testing.T) {
 			w := newWorld(t, kfake.MaxVersions(v.ver))
 			e := kafkatest.NewExporter(t, kafkatest.Config(t, w.addrs, nil))
 			e.Poll(t)
-			c := collector.New(e.Store, e.Poller, collector.Options{})
+			c := collector.New(e.Store, collector.Options{})
 			if err := testutil.CollectAndCompare(c, strings.NewReader(w.expectedLag("audit", "billing", "shipping")), "kafka_consumergroup_lag"); err != nil {
 				t.Fatal(err)
 			}
@@ -184,7 +184,7 @@ func TestKIP848GroupMembersStateAndLag(t *testing.T) {
 		}()
 	}
 	e := kafkatest.NewExporter(t, kafkatest.Config(t, addrs, nil))
-	col := collector.New(e.Store, e.Poller, collector.Options{})
+	col := collector.New(e.Store, collector.Options{})
 	kafkatest.Eventually(t, 30*time.Second, func() error {
 		if err := e.TryPoll(); err != nil {
 			return err
@@ -211,7 +211,7 @@ func TestKIP848GroupMembersStateAndLag(t *testing.T) {
 func TestDeletedGroupAndTopicVanish(t *testing.T) {
 	w := newWorld(t)
 	e := kafkatest.NewExporter(t, kafkatest.Config(t, w.addrs, nil))
-	c := collector.New(e.Store, e.Poller, collector.Options{})
+	c := collector.New(e.Store, collector.Options{})
 	e.Poll(t)
 	text := scrape(t, c)
 	if !strings.Contains(text, `consumergroup="shipping"`) || !strings.Contains(text, `topic="payments"`) {
@@ -247,7 +247,7 @@ func TestFilters(t *testing.T) {
 		"TOPIC_INCLUDE": ".*", "TOPIC_EXCLUDE": "pay.*",
 	}))
 	e.Poll(t)
-	text := scrape(t, collector.New(e.Store, e.Poller, collector.Options{}))
+	text := scrape(t, collector.New(e.Store, collector.Options{}))
 	for _, absent := range []string{`consumergroup="shipping"`, `consumergroup="audit"`, `topic="payments"`} {
 		if strings.Contains(text, absent) {
 			t.Errorf("filtered %s is exported", absent)

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 const installHint = "run scripts/install-test-deps.sh (installs Debian packages prometheus, prometheus-alertmanager and kcat)"
@@ -130,7 +130,7 @@ func httpGet(url string) ([]byte, error) {
 type process struct {
 	name string
 	cmd  *exec.Cmd
-	out  *kafkatest.SyncBuffer
+	out  *testkit.SyncBuffer
 	done chan struct{}
 	err  error
 }
@@ -140,7 +140,7 @@ func startProcess(name string, dir string, env []string, bin string, args ...str
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	dieWithParent(cmd)
-	out := &kafkatest.SyncBuffer{}
+	out := &testkit.SyncBuffer{}
 	cmd.Stdout = out
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {

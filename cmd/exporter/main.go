@@ -70,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitConfig
 	}
-	log := newLogger(cfg, stderr)
+	log := cfg.NewLogger(stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -92,20 +92,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(cfg *config.Config, w io.Writer) zerolog.Logger {
-	level, _ := zerolog.ParseLevel(cfg.LogLevel)
-	if cfg.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
-	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
-}
-
 func startDemo(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*demo.Cluster, *demo.Workload, error) {
 	cluster, err := demo.StartCluster(demo.ClusterOptions{})
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := demo.WorkloadOptions{ChurnInterval: cfg.DemoChurnInterval, Logger: log.With().Str("component", "demo-workload").Logger()}
+	opts := demo.WorkloadOptions{ProduceRate: cfg.DemoProduceRate, ChurnInterval: cfg.DemoChurnInterval, Logger: log.With().Str("component", "demo-workload").Logger()}
 	workload, err := demo.RunWorkload(ctx, cluster.Addrs(), opts)
 	if err != nil {
 		cluster.Close()
@@ -122,12 +114,13 @@ func startDemo(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*de
 
 func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerolog.Logger) error {
 	p := kafka.New(cfg, sc, log.With().Str("component", "poller").Logger())
-	store := store.NewStoreWith(log, store.NewAnalyzers(cfg, log, p))
+	st := store.New(store.Options{Log: log, Analyzers: store.NewAnalyzers(cfg, log)})
 	defer p.Close()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		collector.New(store, p, collector.Options{MemberMetrics: cfg.MemberMetrics}),
+		collector.New(st, collector.Options{MemberMetrics: cfg.MemberMetrics}),
+		p.Metrics(),
 		versioncollector.NewCollector("kafka_rebalance_exporter"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -138,7 +131,7 @@ func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerol
 		return fmt.Errorf("listen on %s (KRE_LISTEN_ADDRESS): %w", cfg.ListenAddress, err)
 	}
 	srv := &http.Server{
-		Handler:           web.Handler(web.Options{TelemetryPath: cfg.TelemetryPath, Gatherer: reg, Source: store, Log: log, Groups: web.Groups{}}),
+		Handler:           web.Handler(web.Options{TelemetryPath: cfg.TelemetryPath, Gatherer: reg, Source: st, Log: log, Groups: web.Groups{}}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	log.Info().Interface("config", cfg.Redacted()).Str("version", version.Version).
@@ -147,7 +140,7 @@ func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerol
 	pollDone := make(chan struct{})
 	go func() {
 		defer close(pollDone)
-		p.Run(ctx, store)
+		p.Run(ctx, st)
 	}()
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()

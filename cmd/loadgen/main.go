@@ -4,8 +4,8 @@
 // it next to a real Apache Kafka so the exporter, the dashboards and the
 // alerts have something to show.
 //
-// Settings come from flags, each defaulting to an environment variable so
-// that a compose file can set them.
+// It reads the exporter's configuration (KRE_BROKERS, KRE_DEMO_*,
+// KRE_LOG_*: the one place their defaults live); flags override it.
 package main
 
 import (
@@ -16,13 +16,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/config"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/demo"
 )
 
@@ -32,7 +32,7 @@ const stormLength = 365 * 24 * time.Hour
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Stderr))
 }
 
 type options struct {
@@ -41,12 +41,15 @@ type options struct {
 	churnInterval time.Duration
 	storm         bool
 	setupRetry    time.Duration
-	logLevel      string
-	logFormat     string
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
-	opts, err := parseFlags(args, getenv, stderr)
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	opts, err := parseFlags(cfg, args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -54,11 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	log, err := newLogger(opts, stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
+	log := cfg.NewLogger(stderr)
 	brokers := splitBrokers(opts.brokers)
 	if len(brokers) == 0 {
 		fmt.Fprintln(stderr, "no brokers: set -brokers or KRE_BROKERS")
@@ -105,36 +104,16 @@ func startWorkload(ctx context.Context, brokers []string, opts options, log zero
 	}
 }
 
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
-	envOr := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	var o options
-	defRate, err := strconv.Atoi(envOr("KRE_LOADGEN_PRODUCE_RATE", "200"))
-	if err != nil {
-		return o, fmt.Errorf("KRE_LOADGEN_PRODUCE_RATE: %w", err)
-	}
-	defChurn, err := time.ParseDuration(envOr("KRE_DEMO_CHURN_INTERVAL", "60s"))
-	if err != nil {
-		return o, fmt.Errorf("KRE_DEMO_CHURN_INTERVAL: %w", err)
-	}
-	defStorm, err := strconv.ParseBool(envOr("KRE_DEMO_STORM", "false"))
-	if err != nil {
-		return o, fmt.Errorf("KRE_DEMO_STORM: %w", err)
-	}
-
+// parseFlags reads the flags, each defaulting to its configuration value.
+func parseFlags(cfg *config.Config, args []string, stderr io.Writer) (options, error) {
+	o := options{}
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.brokers, "brokers", envOr("KRE_BROKERS", "localhost:9092"), "comma-separated bootstrap brokers (env KRE_BROKERS)")
-	fs.IntVar(&o.produceRate, "produce-rate", defRate, "records per second over all demo topics (env KRE_LOADGEN_PRODUCE_RATE)")
-	fs.DurationVar(&o.churnInterval, "churn-interval", defChurn, "how often the churn groups rebalance (env KRE_DEMO_CHURN_INTERVAL)")
-	fs.BoolVar(&o.storm, "storm", defStorm, "make the churn groups rebalance every few seconds, continuously (env KRE_DEMO_STORM)")
+	fs.StringVar(&o.brokers, "brokers", strings.Join(cfg.Brokers, ","), "comma-separated bootstrap brokers (env KRE_BROKERS)")
+	fs.IntVar(&o.produceRate, "produce-rate", cfg.DemoProduceRate, "records per second over all demo topics (env KRE_DEMO_PRODUCE_RATE)")
+	fs.DurationVar(&o.churnInterval, "churn-interval", cfg.DemoChurnInterval, "how often the churn groups rebalance (env KRE_DEMO_CHURN_INTERVAL)")
+	fs.BoolVar(&o.storm, "storm", cfg.DemoStorm, "make the churn groups rebalance every few seconds, continuously (env KRE_DEMO_STORM)")
 	fs.DurationVar(&o.setupRetry, "setup-retry", 5*time.Second, "wait between attempts to set the workload up while Kafka is not ready")
-	fs.StringVar(&o.logLevel, "log-level", envOr("KRE_LOG_LEVEL", "info"), "debug, info, warn or error (env KRE_LOG_LEVEL)")
-	fs.StringVar(&o.logFormat, "log-format", envOr("KRE_LOG_FORMAT", "json"), "json or console (env KRE_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -148,21 +127,6 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 		return o, fmt.Errorf("-churn-interval and -setup-retry must be positive durations")
 	}
 	return o, nil
-}
-
-func newLogger(o options, w io.Writer) (zerolog.Logger, error) {
-	level, err := zerolog.ParseLevel(o.logLevel)
-	if err != nil || o.logLevel == "" {
-		return zerolog.Nop(), fmt.Errorf("log level %q is not debug, info, warn or error", o.logLevel)
-	}
-	switch o.logFormat {
-	case "json":
-	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
-	default:
-		return zerolog.Nop(), fmt.Errorf("log format %q is not json or console", o.logFormat)
-	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
 }
 
 func splitBrokers(s string) []string {

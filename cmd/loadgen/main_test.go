@@ -6,23 +6,34 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/config"
 )
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+func setenv(t *testing.T, m map[string]string) {
+	for k, v := range m {
+		t.Setenv(k, v)
+	}
+}
 
-func TestFlagsDefaultFromEnvironment(t *testing.T) {
-	o, err := parseFlags(nil, env(map[string]string{
+func TestFlagsDefaultFromConfiguration(t *testing.T) {
+	setenv(t, map[string]string{
 		"KRE_BROKERS": "k1:9092,k2:9092", "KRE_DEMO_CHURN_INTERVAL": "5s", "KRE_DEMO_STORM": "true",
-		"KRE_LOADGEN_PRODUCE_RATE": "7", "KRE_LOG_FORMAT": "console",
-	}), io.Discard)
+		"KRE_DEMO_PRODUCE_RATE": "7",
+	})
+	cfg, err := config.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.brokers != "k1:9092,k2:9092" || o.churnInterval != 5*time.Second || !o.storm || o.produceRate != 7 || o.logFormat != "console" {
+	o, err := parseFlags(cfg, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.brokers != "k1:9092,k2:9092" || o.churnInterval != 5*time.Second || !o.storm || o.produceRate != 7 {
 		t.Errorf("options %+v", o)
 	}
 	// A flag wins over its variable.
-	o, err = parseFlags([]string{"-storm=false", "-brokers", "x:1"}, env(map[string]string{"KRE_DEMO_STORM": "true", "KRE_BROKERS": "k:1"}), io.Discard)
+	o, err = parseFlags(cfg, []string{"-storm=false", "-brokers", "x:1"}, io.Discard)
 	if err != nil || o.storm || o.brokers != "x:1" {
 		t.Errorf("flags did not override the environment: %+v, %v", o, err)
 	}
@@ -36,22 +47,25 @@ func TestInvalidSettingsExitWithUsageError(t *testing.T) {
 	}{
 		{nil, map[string]string{"KRE_DEMO_CHURN_INTERVAL": "soon"}, "KRE_DEMO_CHURN_INTERVAL"},
 		{nil, map[string]string{"KRE_DEMO_STORM": "maybe"}, "KRE_DEMO_STORM"},
+		{nil, map[string]string{"KRE_LOG_LEVEL": "loud"}, "KRE_LOG_LEVEL"},
 		{[]string{"-produce-rate", "0"}, nil, "-produce-rate"},
 		{[]string{"-brokers", " , "}, nil, "no brokers"},
-		{[]string{"-log-level", "loud"}, nil, "log level"},
 		{[]string{"extra"}, nil, "unexpected arguments"},
 	} {
-		var stderr strings.Builder
-		code := run(context.Background(), c.args, env(c.env), &stderr)
-		if code != 2 || !strings.Contains(stderr.String(), c.want) {
-			t.Errorf("args %v env %v: exit %d, stderr %q; want 2 and %q", c.args, c.env, code, stderr.String(), c.want)
-		}
+		t.Run(strings.Join(c.args, " ")+c.want, func(t *testing.T) {
+			setenv(t, c.env)
+			var stderr strings.Builder
+			code := run(context.Background(), c.args, &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), c.want) {
+				t.Errorf("args %v env %v: exit %d, stderr %q; want 2 and %q", c.args, c.env, code, stderr.String(), c.want)
+			}
+		})
 	}
 }
 
 func TestHelpExitsZero(t *testing.T) {
 	var stderr strings.Builder
-	if code := run(context.Background(), []string{"-h"}, env(nil), &stderr); code != 0 || !strings.Contains(stderr.String(), "-storm") {
+	if code := run(context.Background(), []string{"-h"}, &stderr); code != 0 || !strings.Contains(stderr.String(), "-storm") {
 		t.Errorf("exit %d, usage %q", code, stderr.String())
 	}
 }

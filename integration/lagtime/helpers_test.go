@@ -30,10 +30,11 @@ type driver struct {
 	tick      *time.Ticker
 	exporters []*kafkatest.Exporter
 	snaps     [][]*store.Snapshot // per exporter, oldest first
+	took      [][]time.Duration   // per exporter: each snapshot's offsets poll duration
 }
 
 func newDriver(t *testing.T, interval time.Duration, exporters ...*kafkatest.Exporter) *driver {
-	d := &driver{t: t, tick: time.NewTicker(interval), exporters: exporters, snaps: make([][]*store.Snapshot, len(exporters))}
+	d := &driver{t: t, tick: time.NewTicker(interval), exporters: exporters, snaps: make([][]*store.Snapshot, len(exporters)), took: make([][]time.Duration, len(exporters))}
 	t.Cleanup(d.tick.Stop)
 	return d
 }
@@ -43,8 +44,17 @@ func (d *driver) poll() {
 	d.t.Helper()
 	<-d.tick.C
 	for i, e := range d.exporters {
-		e.Poll(d.t)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := e.Poller.GroupsPoll(ctx, e.Store)
+		start := time.Now()
+		err = errors.Join(err, e.Poller.OffsetsPoll(ctx, e.Store))
+		took := time.Since(start)
+		cancel()
+		if err != nil {
+			d.t.Fatalf("poll: %v", err)
+		}
 		d.snaps[i] = append(d.snaps[i], e.Store.Current())
+		d.took[i] = append(d.took[i], took)
 	}
 }
 
@@ -342,7 +352,7 @@ func recordTimestamps(t *testing.T, addrs []string, topic string, at map[int32]i
 func gauges(t *testing.T, e *kafkatest.Exporter, metric string) map[string]float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(collector.New(e.Store, e.Poller, collector.Options{})); err != nil {
+	if err := reg.Register(collector.New(e.Store, collector.Options{})); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()

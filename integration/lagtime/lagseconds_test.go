@@ -109,7 +109,7 @@ func checkLagSeconds(t *testing.T, opts ...kfake.Opt) {
 				if pl.Method != lagtime.MethodInterpolated {
 					t.Errorf("estimate: partition %d method %s, want %s", p, pl.Method, lagtime.MethodInterpolated)
 				}
-				gap, readDur, ok := bracket(d.snaps[i], topic, p, want[p])
+				gap, readDur, ok := bracket(d.snaps[i], d.took[i], topic, p, want[p])
 				if !ok {
 					t.Fatalf("estimate: no two polls bracket the append of offset %d on partition %d", want[p], p)
 				}
@@ -167,16 +167,17 @@ func checkLagSeconds(t *testing.T, opts ...kfake.Opt) {
 // bracket finds, in one exporter's polls, the last that read a log end
 // <= committed and the first that read one > committed, and returns the
 // time between them and the earlier poll's offsets duration.
-func bracket(snaps []*store.Snapshot, topic string, partition int32, committed int64) (gap, readDur time.Duration, ok bool) {
+func bracket(snaps []*store.Snapshot, took []time.Duration, topic string, partition int32, committed int64) (gap, readDur time.Duration, ok bool) {
 	var before, after *store.Snapshot
-	for _, s := range snaps {
+	beforeIdx := -1
+	for i, s := range snaps {
 		t := s.Offsets.Topics[topic]
 		if t == nil {
 			continue
 		}
 		end := t.Partitions[partition].Newest
 		if end <= committed {
-			before = s
+			before, beforeIdx = s, i
 		} else if after == nil {
 			after = s
 		}
@@ -184,5 +185,5 @@ func bracket(snaps []*store.Snapshot, topic string, partition int32, committed i
 	if before == nil || after == nil {
 		return 0, 0, false
 	}
-	return after.Offsets.Time.Sub(before.Offsets.Time), before.Loops[store.LoopOffsets].LastDuration, true
+	return after.Offsets.Time.Sub(before.Offsets.Time), took[beforeIdx], true
 }

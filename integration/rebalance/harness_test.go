@@ -237,13 +237,10 @@ func (e *env) pollGroups(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		start := time.Now()
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		obs, err := e.exp.Poller.PollGroups(pctx)
-		cancel()
+		err := e.exp.Poller.GroupsPoll(ctx, e.exp.Store)
 		if ctx.Err() != nil {
 			return
 		}
-		e.exp.Store.GroupsPolled(obs, time.Since(start), err)
 		if err != nil {
 			e.pollErrs.Add(1)
 			e.lastErr.Store(err.Error())
@@ -487,7 +484,7 @@ func (f frozen) Current() *store.Snapshot { return f.s }
 func scrape(t *testing.T, snap *store.Snapshot, group string) map[string]float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collector.New(frozen{snap}, nil, collector.Options{}))
+	reg.MustRegister(collector.New(frozen{snap}, collector.Options{}))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatalf("gather: %v", err)

@@ -1,9 +1,21 @@
-// Package snapshot holds the plain data the poller observes and the
-// collector renders. Everything here is treated as immutable once it has
-// been published: producers build new values, consumers only read them.
+// Package cluster defines the observed cluster: the plain data the poller
+// observes (groups, members, topics, offsets) and the facts derived from it
+// that every reader must agree on, lag above all (Lag, TopicLag).
+// Everything here is immutable once it has been published: producers build
+// new values, consumers only read them.
 package cluster
 
 import "time"
+
+// Loop names: the groups loop produces GroupsObservations, the offsets loop
+// OffsetsObservations. They are the loop label of the self-metrics.
+const (
+	LoopGroups  = "groups"
+	LoopOffsets = "offsets"
+)
+
+// Loops lists the poll loops in export order.
+var Loops = []string{LoopGroups, LoopOffsets}
 
 // Group types as ListGroups v5 reports them.
 const (
@@ -101,4 +113,53 @@ type OffsetsObservation struct {
 	// Committed maps group -> topic -> partition -> committed offset. Only
 	// partitions with a commit appear.
 	Committed map[string]map[string]map[int32]int64
+	// RecordTimes holds, with exact lag in seconds on (KRE_LAG_EXACT), the
+	// timestamp of the record at each committed offset that is behind the
+	// log end, as read by the offsets poll. Lookups that failed are absent.
+	RecordTimes map[Record]time.Time
+}
+
+// Record names one offset of one partition.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+// Lag is the offset lag of a committed offset in a partition of t: log end
+// minus committed, clamped at zero. ok is false when the log end is
+// unknown (t is nil, the partition is not listed, or its leader did not
+// answer this poll); such a partition has no lag rather than a guess.
+// This is the one definition of lag: metrics, the JSON API, the status
+// verdict and lag in seconds all use it.
+func Lag(t *Topic, partition int32, committed int64) (lag int64, ok bool) {
+	p, found := t.Partition(partition)
+	if !found || p.Newest < 0 || committed < 0 {
+		return 0, false
+	}
+	return max(p.Newest-committed, 0), true
+}
+
+// TopicLag sums Lag over a group's committed partitions of topic t. ok is
+// false when any of them has no lag: a sum over some partitions would read
+// as a drop in lag, so there is none.
+func TopicLag(t *Topic, committed map[int32]int64) (sum int64, ok bool) {
+	for id, off := range committed {
+		lag, known := Lag(t, id, off)
+		if !known {
+			return 0, false
+		}
+		sum += lag
+	}
+	return sum, true
+}
+
+// Partition returns partition id of t; t may be nil (a topic the
+// observation does not list).
+func (t *Topic) Partition(id int32) (Partition, bool) {
+	if t == nil {
+		return Partition{}, false
+	}
+	p, ok := t.Partitions[id]
+	return p, ok
 }

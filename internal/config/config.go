@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"text/tabwriter"
@@ -16,13 +17,17 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/kelseyhightower/envconfig"
+	"github.com/rs/zerolog"
 )
 
 // Prefix is the environment variable prefix of every setting.
 const Prefix = "KRE"
 
-// Config holds every setting. The `desc` tags are what `exporter -help`
-// prints, so they are written for operators.
+// Config holds every setting. The `default` tags are the only place a
+// default is declared; packages take the values as given. The `desc` tags
+// are what `exporter -help` prints, so they are written for operators. A
+// field tagged `secret:"true"` is masked by Redacted, so it never reaches
+// a log.
 type Config struct {
 	Brokers           []string      `envconfig:"BROKERS" default:"localhost:9092" desc:"Comma-separated bootstrap brokers (host:port)."`
 	ClientID          string        `envconfig:"CLIENT_ID" default:"kafka-rebalance-exporter" desc:"Kafka client.id the exporter announces to brokers."`
@@ -50,7 +55,7 @@ type Config struct {
 
 	SASLMechanism    string `envconfig:"SASL_MECHANISM" desc:"SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty disables SASL."`
 	SASLUsername     string `envconfig:"SASL_USERNAME" desc:"SASL user name."`
-	SASLPassword     string `envconfig:"SASL_PASSWORD" desc:"SASL password (prefer SASL_PASSWORD_FILE)."`
+	SASLPassword     string `envconfig:"SASL_PASSWORD" secret:"true" desc:"SASL password (prefer SASL_PASSWORD_FILE)."`
 	SASLPasswordFile string `envconfig:"SASL_PASSWORD_FILE" desc:"File whose content (trailing newline removed) is the SASL password."`
 
 	MemberMetrics    bool `envconfig:"MEMBER_METRICS" default:"false" desc:"Export assigned partitions per member (labels client_id, client_host, member_id). Off by default: member identities churn."`
@@ -67,8 +72,9 @@ type Config struct {
 	StatusStopFactor float64       `envconfig:"STATUS_STOP_FACTOR" default:"5" desc:"STOP when no commit for this many usual commit intervals (if longer than STATUS_STOP_AFTER)."`
 	StatusErrLag     int64         `envconfig:"STATUS_ERR_LAG" default:"1000" desc:"Lag in records at which a stalled partition makes the group ERR instead of STALL."`
 
-	DemoChurnInterval time.Duration `envconfig:"DEMO_CHURN_INTERVAL" default:"60s" desc:"With -demo: how often the churning demo groups gain or lose a member."`
-	DemoStorm         bool          `envconfig:"DEMO_STORM" default:"false" desc:"With -demo: make the churning demo groups rebalance every few seconds (a rebalance storm)."`
+	DemoChurnInterval time.Duration `envconfig:"DEMO_CHURN_INTERVAL" default:"60s" desc:"With -demo and loadgen: how often the churning demo groups gain or lose a member."`
+	DemoStorm         bool          `envconfig:"DEMO_STORM" default:"false" desc:"With -demo and loadgen: make the churning demo groups rebalance every few seconds (a rebalance storm)."`
+	DemoProduceRate   int           `envconfig:"DEMO_PRODUCE_RATE" default:"200" desc:"With -demo and loadgen: records per second the demo producer writes over all demo topics."`
 
 	// Compiled forms, filled by Load.
 	Filters Filters             `ignored:"true"`
@@ -208,6 +214,12 @@ func (c *Config) validate() error {
 	if c.StatusErrLag < 1 {
 		return &Error{"STATUS_ERR_LAG", "must be at least 1"}
 	}
+	if c.DemoChurnInterval <= 0 {
+		return &Error{"DEMO_CHURN_INTERVAL", "must be a positive duration"}
+	}
+	if c.DemoProduceRate < 1 {
+		return &Error{"DEMO_PRODUCE_RATE", "must be at least 1"}
+	}
 	return nil
 }
 
@@ -277,20 +289,38 @@ func Usage(w io.Writer) error {
 	return tw.Flush()
 }
 
-// Redacted returns the settings safe to log: secrets are masked.
+// Redacted returns every setting, keyed by its variable name without the
+// prefix in lower case, in a form safe to log: a field tagged secret is
+// "<redacted>" when set.
 func (c *Config) Redacted() map[string]any {
-	masked := func(s string) string {
-		if s == "" {
-			return ""
+	out := map[string]any{}
+	v := reflect.ValueOf(c).Elem()
+	for _, f := range reflect.VisibleFields(v.Type()) {
+		name, ok := f.Tag.Lookup("envconfig")
+		if !ok {
+			continue
 		}
-		return "<redacted>"
+		fv := v.FieldByIndex(f.Index)
+		val := fv.Interface()
+		switch {
+		case f.Tag.Get("secret") == "true":
+			if !fv.IsZero() {
+				val = "<redacted>"
+			}
+		case f.Type == reflect.TypeOf(time.Duration(0)):
+			val = val.(time.Duration).String()
+		}
+		out[strings.ToLower(name)] = val
 	}
-	return map[string]any{
-		"brokers": c.Brokers, "client_id": c.ClientID, "kafka_version": c.KafkaVersion,
-		"poll_interval": c.PollInterval.String(), "group_poll_interval": c.GroupPollInterval.String(),
-		"request_timeout": c.RequestTimeout.String(), "group_include": c.GroupInclude, "group_exclude": c.GroupExclude,
-		"topic_include": c.TopicInclude, "topic_exclude": c.TopicExclude, "listen_address": c.ListenAddress,
-		"telemetry_path": c.TelemetryPath, "tls": c.TLSEnabled, "sasl_mechanism": c.SASLMechanism,
-		"sasl_username": c.SASLUsername, "sasl_password": masked(c.SASLPassword), "member_metrics": c.MemberMetrics,
+	return out
+}
+
+// NewLogger returns the logger LOG_LEVEL and LOG_FORMAT describe, writing
+// to w.
+func (c *Config) NewLogger(w io.Writer) zerolog.Logger {
+	level, _ := zerolog.ParseLevel(c.LogLevel) // validated by Load
+	if c.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }

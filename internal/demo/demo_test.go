@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 // eventually polls cond until it reports true or the deadline passes; cond
@@ -324,7 +324,7 @@ func TestStormSpeedsUpChurn(t *testing.T) {
 func TestWorkloadWithoutKIP848(t *testing.T) {
 	t.Parallel()
 	cluster := startTestCluster(t, kfake.MaxVersions(kversion.V2_8_0()))
-	logs := &kafkatest.SyncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	opts := testWorkloadOptions()
 	opts.Logger = zerolog.New(logs).Level(zerolog.WarnLevel)
 	w := runTestWorkload(t, cluster.Addrs(), opts)

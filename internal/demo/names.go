@@ -35,16 +35,6 @@ func Topics() []Topic {
 	}
 }
 
-// TopicNames returns the names of Topics().
-func TopicNames() []string {
-	ts := Topics()
-	names := make([]string, len(ts))
-	for i, t := range ts {
-		names[i] = t.Name
-	}
-	return names
-}
-
 // GroupNames returns every group the workload can run, including
 // GroupChurn848 which is skipped on brokers without KIP-848.
 func GroupNames() []string {

@@ -2,20 +2,22 @@ package demo
 
 import (
 	"context"
-	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // pacer spaces out work to at most one item per interval, shared by all
-// goroutines that call wait. Unlike a ticker it does not accumulate ticks
-// while nobody waits, so a consumer that was idle does not burst.
+// goroutines that call wait: a rate limiter with a burst of one, so a
+// consumer that was idle does not burst.
 type pacer struct {
-	interval time.Duration
+	limiter *rate.Limiter
 	// paused reports whether pacing is currently off (catch-up phase).
 	paused func() bool
+}
 
-	mu   sync.Mutex
-	next time.Time
+func newPacer(interval time.Duration, paused func() bool) *pacer {
+	return &pacer{limiter: rate.NewLimiter(rate.Every(interval), 1), paused: paused}
 }
 
 // wait blocks until the caller may process one item. It returns false when
@@ -24,20 +26,7 @@ func (p *pacer) wait(ctx context.Context) bool {
 	if p.paused != nil && p.paused() {
 		return ctx.Err() == nil
 	}
-	p.mu.Lock()
-	now := time.Now()
-	if p.next.Before(now) {
-		p.next = now
-	}
-	at := p.next
-	p.next = p.next.Add(p.interval)
-	p.mu.Unlock()
-
-	d := time.Until(at)
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	return sleepCtx(ctx, d)
+	return p.limiter.Wait(ctx) == nil
 }
 
 // sleepCtx waits d or until ctx ends, reporting whether the full wait

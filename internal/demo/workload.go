@@ -15,13 +15,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// WorkloadOptions configures RunWorkload. Zero values take the defaults.
+// WorkloadOptions configures RunWorkload. ProduceRate and ChurnInterval
+// are required (the exporter's configuration holds their defaults:
+// KRE_DEMO_PRODUCE_RATE, KRE_DEMO_CHURN_INTERVAL); the other fields are
+// the demo's own tuning, and zero values take the defaults given.
 type WorkloadOptions struct {
 	// ProduceRate is records per second across all topics, split by
-	// Topic.Weight; default 200.
+	// Topic.Weight.
 	ProduceRate int
 	// ChurnInterval is how often each churn group gains or loses its extra
-	// member, i.e. how often it rebalances; default 60s.
+	// member, i.e. how often it rebalances.
 	ChurnInterval time.Duration
 	// StormInterval replaces ChurnInterval while a Storm runs; default 3s.
 	StormInterval time.Duration
@@ -65,12 +68,6 @@ type WorkloadOptions struct {
 }
 
 func (o WorkloadOptions) withDefaults() WorkloadOptions {
-	if o.ProduceRate <= 0 {
-		o.ProduceRate = 200
-	}
-	if o.ChurnInterval <= 0 {
-		o.ChurnInterval = 60 * time.Second
-	}
 	if o.StormInterval <= 0 {
 		o.StormInterval = 3 * time.Second
 	}
@@ -142,6 +139,9 @@ func RunWorkload(ctx context.Context, brokers []string, opts WorkloadOptions) (*
 	if len(brokers) == 0 {
 		return nil, errors.New("demo: no brokers given")
 	}
+	if opts.ProduceRate <= 0 || opts.ChurnInterval <= 0 {
+		return nil, fmt.Errorf("demo: ProduceRate (%d) and ChurnInterval (%s) must be positive", opts.ProduceRate, opts.ChurnInterval)
+	}
 	opts = opts.withDefaults()
 	w := &Workload{
 		opts:    opts,
@@ -178,10 +178,7 @@ func RunWorkload(ctx context.Context, brokers []string, opts WorkloadOptions) (*
 	for range 2 {
 		w.startMember(memberSpec{group: GroupFast, kind: saramaCooperative})
 	}
-	w.startMember(memberSpec{group: GroupSlow, kind: saramaCooperative, pace: &pacer{
-		interval: time.Second / time.Duration(opts.SlowRate),
-		paused:   w.slowCatchingUp,
-	}})
+	w.startMember(memberSpec{group: GroupSlow, kind: saramaCooperative, pace: newPacer(time.Second/time.Duration(opts.SlowRate), w.slowCatchingUp)})
 	w.spawn(func() { w.runIdle(w.ctx) })
 
 	churnKinds := []memberSpec{

@@ -77,7 +77,7 @@ func failedBrokers(err error) map[int32]bool {
 
 // groupsOn lists and describes the groups one broker coordinates.
 func (p *Poller) groupsOn(b *sarama.Broker) ([]*cluster.Group, error) {
-	p.count(16)
+	p.count(apiListGroups)
 	lr, err := b.ListGroups(&sarama.ListGroupsRequest{Version: p.vers.listGroups})
 	if err != nil {
 		p.closeOnError(b, err)
@@ -115,13 +115,13 @@ func (p *Poller) groupsOn(b *sarama.Broker) ([]*cluster.Group, error) {
 		out = append(out, gs...)
 	}
 	if len(consumer) > 0 {
-		max, err := p.maxVersion(b, 69)
-		if err != nil {
-			return nil, err
-		}
-		if max < 0 || p.vers.consumerGroupDescribe < 0 {
+		// KIP-848 groups exist only on brokers that have
+		// ConsumerGroupDescribe, but the operator's version cap can still
+		// forbid it; sarama cannot know that the request is the only way
+		// to describe these groups, so the error says so.
+		if p.vers.consumerGroupDescribe < 0 {
 			return nil, &StageError{Stage: StageDescribeConsumerGroups, Broker: b.ID(),
-				Err: fmt.Errorf("KIP-848 groups need ConsumerGroupDescribe: the broker must support it and KRE_KAFKA_VERSION be at least 3.7.0")}
+				Err: fmt.Errorf("KIP-848 groups need ConsumerGroupDescribe: KRE_KAFKA_VERSION must be at least 3.7.0")}
 		}
 		for start := 0; start < len(consumer); start += describeBatch {
 			batch := consumer[start:min(start+describeBatch, len(consumer))]
@@ -136,7 +136,7 @@ func (p *Poller) groupsOn(b *sarama.Broker) ([]*cluster.Group, error) {
 }
 
 func (p *Poller) describeClassic(b *sarama.Broker, names []string) ([]*cluster.Group, error) {
-	p.count(15)
+	p.count(apiDescribeGroups)
 	resp, err := b.DescribeGroups(&sarama.DescribeGroupsRequest{Version: p.vers.describeGroups, Groups: names})
 	if err != nil {
 		p.closeOnError(b, err)
@@ -187,7 +187,7 @@ func (p *Poller) classicMember(b *sarama.Broker, d *sarama.GroupDescription, m *
 	if len(m.MemberMetadata) > 0 {
 		md, err := safeDecode(m.GetMemberMetadata)
 		if err != nil {
-			p.decodeErrors.Add(1)
+			p.metrics.stageError(StageDecodeMember)
 			p.log.Debug().Err(err).Str("consumergroup", d.GroupId).Str("member", m.MemberId).Int32("broker", b.ID()).Msg("undecodable member metadata")
 		} else if md.Version >= 2 {
 			mem.Generation = md.GenerationID
@@ -196,7 +196,7 @@ func (p *Poller) classicMember(b *sarama.Broker, d *sarama.GroupDescription, m *
 	if len(m.MemberAssignment) > 0 {
 		as, err := safeDecode(m.GetMemberAssignment)
 		if err != nil {
-			p.decodeErrors.Add(1)
+			p.metrics.stageError(StageDecodeMember)
 			p.log.Debug().Err(err).Str("consumergroup", d.GroupId).Str("member", m.MemberId).Int32("broker", b.ID()).Msg("undecodable member assignment")
 		} else {
 			mem.Assignment = normalize(as.Topics)
@@ -217,8 +217,12 @@ func safeDecode[T any](decode func() (T, error)) (v T, err error) {
 }
 
 func (p *Poller) describeConsumer(b *sarama.Broker, names []string) ([]*cluster.Group, error) {
-	p.count(69)
+	p.count(apiConsumerGroupDescribe)
 	resp, err := b.ConsumerGroupDescribe(&sarama.ConsumerGroupDescribeRequest{Version: p.vers.consumerGroupDescribe, GroupIDs: names})
+	if errors.Is(err, sarama.ErrUnsupportedVersion) {
+		return nil, &StageError{Stage: StageDescribeConsumerGroups, Broker: b.ID(),
+			Err: fmt.Errorf("the broker lists KIP-848 groups but does not support ConsumerGroupDescribe: %w", err)}
+	}
 	if err != nil {
 		p.closeOnError(b, err)
 		return nil, &StageError{Stage: StageDescribeConsumerGroups, Broker: b.ID(), Err: err}

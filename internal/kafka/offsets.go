@@ -17,7 +17,7 @@ import (
 const offsetFetchBatch = 100
 
 // PollOffsets reads cluster metadata, the committed offsets of every group
-// in groups, then the log start and end offsets of every exported
+// of the latest groups poll (from its coordinator there), then the log start and end offsets of every exported
 // partition. Committed offsets are read first: the log end can only grow
 // in between, so the computed lag is never negative.
 //
@@ -25,12 +25,16 @@ const offsetFetchBatch = 100
 // result is partial and the error says which: partitions they lead keep
 // unknown (-1) offsets, so no lag is computed from them, and groups they
 // coordinate keep their previous committed offsets.
-func (p *Poller) PollOffsets(ctx context.Context, groups *cluster.GroupsObservation) (*cluster.OffsetsObservation, error) {
+//
+// With exact lag in seconds on, it then reads the timestamp of the record
+// at every committed offset that is behind (see recordTimes).
+func (p *Poller) PollOffsets(ctx context.Context) (*cluster.OffsetsObservation, error) {
 	c, err := p.clientFor()
 	if err != nil {
 		return nil, err
 	}
-	p.count(3)
+	groups := p.lastGroups.Load()
+	p.count(apiMetadata)
 	if err := c.RefreshMetadata(); err != nil {
 		return nil, &StageError{Stage: StageMetadata, Broker: -1, Err: err}
 	}
@@ -42,8 +46,12 @@ func (p *Poller) PollOffsets(ctx context.Context, groups *cluster.GroupsObservat
 	committed, commitErr := p.committed(ctx, brokers, groups, topics)
 	logErr := p.logOffsets(ctx, brokers, topics, leaders)
 	obs := &cluster.OffsetsObservation{Time: time.Now(), Brokers: len(c.Brokers()), Topics: topics, Committed: committed}
+	var timesErr error
+	if p.times != nil {
+		obs.RecordTimes, timesErr = p.recordTimes(ctx, c, p.lastOffsets.Load(), obs)
+	}
 	p.lastOffsets.Store(obs)
-	return obs, errors.Join(connErr, commitErr, logErr)
+	return obs, errors.Join(connErr, commitErr, logErr, timesErr)
 }
 
 // topics returns the exported topics with their partitions, and the
@@ -130,54 +138,7 @@ func (p *Poller) committed(ctx context.Context, brokers []*sarama.Broker, groups
 	errs = append(errs, forEachBroker(ctx, targets, func(b *sarama.Broker) error {
 		names := byCoordinator[b.ID()]
 		sort.Strings(names)
-		max, err := p.maxVersion(b, 9)
-		if err != nil {
-			return err
-		}
-		if max >= 8 && p.vers.offsetFetch >= 8 {
-			for start := 0; start < len(names); start += offsetFetchBatch {
-				batch := names[start:min(start+offsetFetchBatch, len(names))]
-				req := &sarama.OffsetFetchRequest{Version: 8}
-				for _, n := range batch {
-					req.Groups = append(req.Groups, sarama.OffsetFetchRequestGroup{GroupId: n})
-				}
-				p.count(9)
-				resp, err := b.FetchOffset(req)
-				if err != nil {
-					p.closeOnError(b, err)
-					return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: err}
-				}
-				for _, g := range resp.Groups {
-					if g.Err != sarama.ErrNoError {
-						if g.Err == sarama.ErrGroupIDNotFound {
-							continue
-						}
-						return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", g.GroupId, g.Err)}
-					}
-					keep(g.GroupId, g.Blocks)
-				}
-			}
-			return nil
-		}
-		for _, n := range names {
-			// Version 2 is the first that returns every committed offset of
-			// the group when no partitions are named.
-			req := &sarama.OffsetFetchRequest{Version: min(max, p.vers.offsetFetch, 7), ConsumerGroup: n}
-			if req.Version < 2 {
-				return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: fmt.Errorf("broker supports OffsetFetch up to v%d; v2 or later is required", max)}
-			}
-			p.count(9)
-			resp, err := b.FetchOffset(req)
-			if err != nil {
-				p.closeOnError(b, err)
-				return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: err}
-			}
-			if resp.Err != sarama.ErrNoError && resp.Err != sarama.ErrGroupIDNotFound {
-				return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", n, resp.Err)}
-			}
-			keep(n, resp.Blocks)
-		}
-		return nil
+		return p.fetchCommitted(b, names, keep)
 	}))
 	err := errors.Join(errs...)
 	if prev := p.lastOffsets.Load(); err != nil && prev != nil {
@@ -194,6 +155,70 @@ func (p *Poller) committed(ctx context.Context, brokers []*sarama.Broker, groups
 		}
 	}
 	return out, err
+}
+
+// fetchCommitted reads the committed offsets of the groups names from
+// their coordinator b and hands each group's answer to keep.
+//
+// OffsetFetch v8+ carries many groups per request. sarama lowers every
+// request to the broker's highest version and refuses to encode a
+// lowered request with several groups (before anything is sent), so that
+// refusal, or a one-group answer below v8, says the broker does not batch:
+// it then gets one request per group. Version 2 is the first that returns
+// every committed offset of a group when no partitions are named.
+func (p *Poller) fetchCommitted(b *sarama.Broker, names []string, keep func(string, map[string]map[int32]*sarama.OffsetFetchResponseBlock)) error {
+	if p.vers.offsetFetch < 2 {
+		return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: errors.New("OffsetFetch v2 or later is required: KRE_KAFKA_VERSION must be at least 0.10.2")}
+	}
+	batching := p.vers.offsetFetch >= 8
+	for len(names) > 0 {
+		n := 1
+		if batching {
+			n = min(offsetFetchBatch, len(names))
+		}
+		batch := names[:n]
+		req := &sarama.OffsetFetchRequest{Version: p.vers.offsetFetch, ConsumerGroup: batch[0]}
+		if req.Version >= 8 {
+			for _, g := range batch {
+				req.Groups = append(req.Groups, sarama.OffsetFetchRequestGroup{GroupId: g})
+			}
+		}
+		resp, err := b.FetchOffset(req)
+		var unencodable sarama.PacketEncodingError
+		if n > 1 && errors.As(err, &unencodable) {
+			batching = false
+			continue
+		}
+		p.count(apiOffsetFetch)
+		if err != nil {
+			p.closeOnError(b, err)
+			return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: err}
+		}
+		if resp.Version < 2 {
+			return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: fmt.Errorf("broker supports OffsetFetch up to v%d; v2 or later is required", resp.Version)}
+		}
+		if resp.Version < 8 {
+			// Lowered: the broker answered for batch[0] alone.
+			batching = false
+			if resp.Err != sarama.ErrNoError && resp.Err != sarama.ErrGroupIDNotFound {
+				return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", batch[0], resp.Err)}
+			}
+			keep(batch[0], resp.Blocks)
+			names = names[1:]
+			continue
+		}
+		for _, g := range resp.Groups {
+			if g.Err != sarama.ErrNoError {
+				if g.Err == sarama.ErrGroupIDNotFound {
+					continue
+				}
+				return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", g.GroupId, g.Err)}
+			}
+			keep(g.GroupId, g.Blocks)
+		}
+		names = names[n:]
+	}
+	return nil
 }
 
 func hasBroker(brokers []*sarama.Broker, id int32) bool {
@@ -229,7 +254,7 @@ func (p *Poller) logOffsets(ctx context.Context, brokers []*sarama.Broker, topic
 			for _, tp := range tps {
 				req.AddBlock(tp.Topic, tp.Partition, when, 1)
 			}
-			p.count(2)
+			p.count(apiListOffsets)
 			resp, err := b.GetAvailableOffsets(req)
 			if err != nil {
 				p.closeOnError(b, err)

@@ -16,8 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
 // One broker failing must not freeze the view of the others: a poll with
@@ -99,7 +99,7 @@ func TestPartialPollWhenOneBrokerFails(t *testing.T) {
 		t.Fatalf("poll error %v does not name broker %d", err, victim)
 	}
 	after := e.Store.Current()
-	if after.Loops[store.LoopGroups].LastOK || after.Loops[store.LoopOffsets].LastOK {
+	if after.Loops[cluster.LoopGroups].LastOK || after.Loops[cluster.LoopOffsets].LastOK {
 		t.Fatal("a partial poll is reported as fully successful")
 	}
 	if after.Groups == before.Groups || after.Offsets == before.Offsets {
@@ -134,7 +134,7 @@ func TestPartialPollWhenOneBrokerFails(t *testing.T) {
 	if unknown == 0 || known == 0 {
 		t.Fatalf("partitions not spread over brokers: %d unknown, %d known", unknown, known)
 	}
-	text := scrape(t, collector.New(e.Store, e.Poller, collector.Options{}))
+	text := scrape(t, collector.New(e.Store, collector.Options{}))
 	if strings.Contains(text, fmt.Sprintf("kafka_consumergroup_lag_sum{consumergroup=%q", healthyGroup)) {
 		t.Error("lag_sum exported over only the partitions whose log end is known")
 	}
@@ -145,7 +145,7 @@ func TestPartialPollWhenOneBrokerFails(t *testing.T) {
 	failing.Store(false)
 	kafkatest.Eventually(t, 20*time.Second, func() error { return e.TryPoll() })
 	healed := e.Store.Current()
-	if !healed.Loops[store.LoopGroups].LastOK || !healed.Loops[store.LoopOffsets].LastOK {
+	if !healed.Loops[cluster.LoopGroups].LastOK || !healed.Loops[cluster.LoopOffsets].LastOK {
 		t.Fatal("not recovered")
 	}
 	for id, p := range healed.Offsets.Topics[topic].Partitions {

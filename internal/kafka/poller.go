@@ -1,7 +1,22 @@
-// Package poller reads consumer groups and offsets from Kafka. It is the
-// only package that talks to Kafka, and it only sends read requests:
-// Metadata, ApiVersions, ListGroups, DescribeGroups, ConsumerGroupDescribe,
-// OffsetFetch and ListOffsets. It never joins a group, commits or produces.
+// Package kafka is the only code that talks to Kafka: the sarama client
+// set-up (versions, timeouts, TLS, SASL) and the poller, whose two loops
+// read consumer groups and offsets and hand each observation to a Sink.
+//
+// Rules:
+//   - Read-only. It sends Metadata, ListGroups, DescribeGroups,
+//     ConsumerGroupDescribe, OffsetFetch, ListOffsets and (exact lag in
+//     seconds only) Fetch; sarama adds ApiVersions and SASL on connect. It
+//     never joins a group, commits or produces.
+//   - sarama negotiates every request's version with each broker; the
+//     poller only caps versions at KRE_KAFKA_VERSION (versions.go) and
+//     handles the two cases sarama cannot: OffsetFetch batching (v8+) and
+//     KIP-848's ConsumerGroupDescribe.
+//   - A failed step is a StageError naming its stage and broker; a poll
+//     in which some brokers fail is partial, and what they could not say
+//     is carried forward from the poller's previous observation (the only
+//     copy kept).
+//   - Its own metrics (requests, poll durations, errors by stage) are
+//     client_golang instruments in Metrics.
 package kafka
 
 import (
@@ -22,35 +37,20 @@ import (
 // Stages name the steps of a poll; errors are counted per stage.
 const (
 	StageConnect                = "connect"
+	StageTimeout                = "timeout" // the poll's deadline passed before a step could start
 	StageMetadata               = "metadata"
-	StageAPIVersions            = "api_versions"
 	StageListGroups             = "list_groups"
 	StageDescribeGroups         = "describe_groups"
 	StageDescribeConsumerGroups = "describe_consumer_groups"
 	StageDecodeMember           = "decode_member"
 	StageOffsetFetch            = "offset_fetch"
 	StageListOffsets            = "list_offsets"
+	StageFetch                  = "fetch" // record timestamps for exact lag in seconds
 )
 
 // Stages lists every stage, so that error counters exist at zero.
-var Stages = []string{StageConnect, StageMetadata, StageAPIVersions, StageListGroups, StageDescribeGroups,
-	StageDescribeConsumerGroups, StageDecodeMember, StageOffsetFetch, StageListOffsets}
-
-// Kafka API keys the poller sends, by the names used in the requests metric.
-var apiNames = map[int16]string{
-	3: "Metadata", 18: "ApiVersions", 16: "ListGroups", 15: "DescribeGroups",
-	69: "ConsumerGroupDescribe", 9: "OffsetFetch", 2: "ListOffsets", 1: "Fetch",
-}
-
-// APINames lists the request names the poller counts.
-func APINames() []string {
-	names := make([]string, 0, len(apiNames))
-	for _, n := range apiNames {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+var Stages = []string{StageConnect, StageTimeout, StageMetadata, StageListGroups, StageDescribeGroups,
+	StageDescribeConsumerGroups, StageDecodeMember, StageOffsetFetch, StageListOffsets, StageFetch}
 
 // StageError is one failed step of a poll. A poll can fail in several
 // places at once; they are joined with errors.Join.
@@ -88,64 +88,53 @@ func StageErrors(err error) []*StageError {
 			out = append(out, se)
 			return
 		}
-		out = append(out, &StageError{Stage: StageConnect, Broker: -1, Err: err})
+		stage := StageConnect
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			stage = StageTimeout
+		}
+		out = append(out, &StageError{Stage: stage, Broker: -1, Err: err})
 	}
 	walk(err)
 	return out
 }
 
-// Poller holds the Kafka client and what it learned about each broker.
+// Poller holds the Kafka client and the previous observations.
 type Poller struct {
 	cfg     *config.Config
 	sarama  *sarama.Config
 	log     zerolog.Logger
 	filters config.Filters
 	vers    requestVersions
+	metrics *Metrics
 
 	mu     sync.Mutex
 	client sarama.Client
-	// versions caches each broker's ApiVersions answer for the life of its
-	// connection; opening or dropping a connection forgets it.
-	versions map[*sarama.Broker]map[int16]int16
 
-	// The previous results, for carrying forward what a partly failed poll
-	// could not read.
+	// The previous results: the offsets poll reads each group's
+	// coordinator from lastGroups, and a partly failed poll carries
+	// forward from them what it could not read. This is the only copy.
 	lastGroups  atomic.Pointer[cluster.GroupsObservation]
 	lastOffsets atomic.Pointer[cluster.OffsetsObservation]
 
-	requests     sync.Map // api name -> *atomic.Uint64
-	decodeErrors atomic.Uint64
+	// times caches record timestamps for exact lag in seconds; nil when
+	// KRE_LAG_EXACT is off.
+	times *timestampCache
 }
 
 // New returns a poller; it connects lazily, so a cluster that is down at
 // start only makes polls fail until it comes up.
 func New(cfg *config.Config, sc *sarama.Config, log zerolog.Logger) *Poller {
-	p := &Poller{cfg: cfg, sarama: sc, log: log, filters: cfg.Filters, versions: map[*sarama.Broker]map[int16]int16{}, vers: versionsFor(cfg.Version)}
-	for _, n := range apiNames {
-		p.requests.Store(n, new(atomic.Uint64))
+	p := &Poller{cfg: cfg, sarama: sc, log: log, filters: cfg.Filters, vers: versionsFor(cfg.Version), metrics: NewMetrics()}
+	if cfg.LagExact {
+		p.times = newTimestampCache(cfg.LagExactCacheSize)
 	}
 	return p
 }
 
-// RequestCounts returns how many requests of each API the poller has sent.
-func (p *Poller) RequestCounts() map[string]uint64 {
-	out := map[string]uint64{}
-	p.requests.Range(func(k, v any) bool {
-		out[k.(string)] = v.(*atomic.Uint64).Load()
-		return true
-	})
-	return out
-}
+// Metrics returns the poller's instruments, to be registered.
+func (p *Poller) Metrics() *Metrics { return p.metrics }
 
-// DecodeErrors counts member metadata or assignments that did not decode.
-// They do not fail a poll: the member is exported without them.
-func (p *Poller) DecodeErrors() uint64 { return p.decodeErrors.Load() }
-
-func (p *Poller) count(key int16) {
-	if v, ok := p.requests.Load(apiNames[key]); ok {
-		v.(*atomic.Uint64).Add(1)
-	}
-}
+func (p *Poller) count(api string) { p.metrics.request(api) }
 
 // Close releases the Kafka connections.
 func (p *Poller) Close() error {
@@ -167,13 +156,12 @@ func (p *Poller) clientFor() (sarama.Client, error) {
 	if p.client != nil && !p.client.Closed() {
 		return p.client, nil
 	}
-	p.count(3) // creating a client sends a Metadata request
+	p.count(apiMetadata) // creating a client sends a Metadata request
 	c, err := sarama.NewClient(p.cfg.Brokers, p.sarama)
 	if err != nil {
 		return nil, &StageError{Stage: StageConnect, Broker: -1, Err: err}
 	}
 	p.client = c
-	p.versions = map[*sarama.Broker]map[int16]int16{}
 	return c, nil
 }
 
@@ -188,51 +176,18 @@ func (p *Poller) brokers(c sarama.Client) ([]*sarama.Broker, error) {
 			errs = append(errs, &StageError{Stage: StageConnect, Broker: b.ID(), Err: err})
 			continue
 		}
-		if err == nil {
-			// A new connection may reach an upgraded broker: ask its API
-			// versions again.
-			p.forgetVersions(b)
-		}
 		if ok, err := b.Connected(); !ok {
 			if err == nil {
 				err = errors.New("not connected")
 			}
 			errs = append(errs, &StageError{Stage: StageConnect, Broker: b.ID(), Err: err})
 			_ = b.Close()
-			p.forgetVersions(b)
 			continue
 		}
 		out = append(out, b)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
 	return out, errors.Join(errs...)
-}
-
-// maxVersion returns the highest version of an API the broker supports, or
-// -1 when it does not support it at all.
-func (p *Poller) maxVersion(b *sarama.Broker, key int16) (int16, error) {
-	p.mu.Lock()
-	v, ok := p.versions[b]
-	p.mu.Unlock()
-	if !ok {
-		p.count(18)
-		resp, err := b.ApiVersions(&sarama.ApiVersionsRequest{Version: max(p.vers.apiVersions, 0), ClientSoftwareName: "kafka-rebalance-exporter", ClientSoftwareVersion: "1"})
-		if err != nil {
-			p.closeOnError(b, err)
-			return -1, &StageError{Stage: StageAPIVersions, Broker: b.ID(), Err: err}
-		}
-		v = make(map[int16]int16, len(resp.ApiKeys))
-		for _, k := range resp.ApiKeys {
-			v[k.ApiKey] = k.MaxVersion
-		}
-		p.mu.Lock()
-		p.versions[b] = v
-		p.mu.Unlock()
-	}
-	if max, ok := v[key]; ok {
-		return max, nil
-	}
-	return -1, nil
 }
 
 // forEachBroker runs fn for every broker concurrently and joins the errors.
@@ -260,12 +215,5 @@ func (p *Poller) closeOnError(b *sarama.Broker, err error) {
 	var kerr sarama.KError
 	if err != nil && !errors.As(err, &kerr) {
 		_ = b.Close()
-		p.forgetVersions(b)
 	}
-}
-
-func (p *Poller) forgetVersions(b *sarama.Broker) {
-	p.mu.Lock()
-	delete(p.versions, b)
-	p.mu.Unlock()
 }

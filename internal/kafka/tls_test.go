@@ -73,7 +73,7 @@ func TestTLS(t *testing.T) {
 	if err := untrusted.TryPoll(); err == nil {
 		t.Fatal("poll succeeded against a broker whose certificate is signed by an untrusted CA")
 	}
-	if n := untrusted.Store.Current().StageErrors[kafka.StageConnect]; n == 0 {
+	if n := untrusted.PollErrors(t, kafka.StageConnect); n == 0 {
 		t.Fatal("certificate failure not counted as a connect error")
 	}
 }

@@ -3,11 +3,12 @@ package kafka
 import "github.com/IBM/sarama"
 
 // requestVersions is the highest version of each request the configured
-// KAFKA_VERSION allows. sarama negotiates these down to what each broker
-// advertises, but refuses to send a version above the configured Kafka
-// version, so they have to start from there.
+// KAFKA_VERSION allows. sarama negotiates each request down to what the
+// broker it goes to advertises (from the ApiVersions exchange it makes on
+// every connect), so these are only the caps the operator asked for; the
+// requests are built at these versions and sarama lowers them.
 type requestVersions struct {
-	listGroups, describeGroups, consumerGroupDescribe, offsetFetch, listOffsets, apiVersions, fetch int16
+	listGroups, describeGroups, consumerGroupDescribe, offsetFetch, listOffsets, fetch int16
 }
 
 func versionsFor(v sarama.KafkaVersion) requestVersions {
@@ -34,7 +35,6 @@ func versionsFor(v sarama.KafkaVersion) requestVersions {
 		listOffsets:           sarama.NewOffsetRequest(v).Version,
 		// Fetch v10 reads zstd-compressed batches; v4 is the oldest with
 		// record batches.
-		fetch:       pick([]e{{sarama.V2_1_0_0, 10}, {sarama.V0_11_0_0, 4}}),
-		apiVersions: pick([]e{{sarama.V2_4_0_0, 3}, {sarama.V2_0_0_0, 2}, {sarama.V0_11_0_0, 1}, {sarama.V0_10_0_0, 0}}),
+		fetch: pick([]e{{sarama.V2_1_0_0, 10}, {sarama.V0_11_0_0, 4}}),
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/config"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 // Config loads the exporter configuration for addrs, with extra settings
@@ -74,7 +75,7 @@ func NewExporter(t testing.TB, cfg *config.Config) *Exporter {
 		t.Fatal(err)
 	}
 	p := kafka.New(cfg, sc, zerolog.Nop())
-	e := &Exporter{Poller: p, Store: store.NewStoreWith(zerolog.Nop(), store.NewAnalyzers(cfg, zerolog.Nop(), p))}
+	e := &Exporter{Poller: p, Store: store.New(store.Options{Log: zerolog.Nop(), Analyzers: store.NewAnalyzers(cfg, zerolog.Nop())})}
 	t.Cleanup(func() { _ = e.Poller.Close() })
 	return e
 }
@@ -92,11 +93,13 @@ func (e *Exporter) Poll(t testing.TB) {
 func (e *Exporter) TryPoll() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	start := time.Now()
-	gobs, gerr := e.Poller.PollGroups(ctx)
-	e.Store.GroupsPolled(gobs, time.Since(start), gerr)
-	start = time.Now()
-	oobs, oerr := e.Poller.PollOffsets(ctx, e.Store.LatestGroups())
-	e.Store.OffsetsPolled(oobs, time.Since(start), oerr)
-	return errors.Join(gerr, oerr)
+	return errors.Join(e.Poller.GroupsPoll(ctx, e.Store), e.Poller.OffsetsPoll(ctx, e.Store))
+}
+
+// PollErrors is the exporter's kafka_rebalance_exporter_poll_errors_total
+// for stage.
+func (e *Exporter) PollErrors(t testing.TB, stage string) float64 {
+	t.Helper()
+	v, _ := testkit.Collect(t, e.Poller.Metrics()).Get(kafka.SelfPrefix+"poll_errors_total", "stage", stage)
+	return v
 }

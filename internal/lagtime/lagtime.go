@@ -36,13 +36,14 @@
 // backwards was recreated: its history restarts. Partitions missing from an
 // observation are forgotten.
 //
-// Exact mode (ComputeExact) asks a RecordTimestamper for the timestamp of
-// the record at the committed offset instead; see CachedTimestamper.
+// In exact mode (KRE_LAG_EXACT) the poller reads the timestamp of the
+// record at each committed offset that is behind and puts it in the
+// observation (OffsetsObservation.RecordTimes); Compute uses it where
+// present. The package itself never does I/O.
 package lagtime
 
 import (
 	"cmp"
-	"context"
 	"slices"
 	"sort"
 	"sync"
@@ -53,29 +54,15 @@ import (
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
 )
 
-// Defaults for Options fields left zero.
-const (
-	DefaultMaxPoints        = 64
-	DefaultMaxExtrapolation = 7 * 24 * time.Hour
-	DefaultExactConcurrency = 4
-)
-
-// Options configures an Estimator. Zero fields take the defaults above.
+// Options configures an Estimator. The values are taken as given; their
+// defaults live in the config package (KRE_LAG_HISTORY_POINTS,
+// KRE_LAG_MAX_EXTRAPOLATION).
 type Options struct {
 	// MaxPoints bounds each partition's history (values below 4 become 4).
-	// Suggested env var: KRE_LAG_HISTORY_POINTS.
 	MaxPoints int
 	// MaxExtrapolation caps how far before the oldest history point an
-	// extrapolated time may go. Suggested env var: KRE_LAG_MAX_EXTRAPOLATION.
+	// extrapolated time may go; 0 allows none.
 	MaxExtrapolation time.Duration
-	// Timestamper reads record timestamps for ComputeExact; nil makes
-	// ComputeExact behave like Compute. Whether to call ComputeExact at all
-	// is the poller's switch (suggested env var: KRE_LAG_EXACT, default off).
-	Timestamper RecordTimestamper
-	// ExactConcurrency bounds the timestamp lookups one ComputeExact runs
-	// at a time; give it the CachedTimestamper's Concurrency (both from
-	// the suggested env var KRE_LAG_EXACT_CONCURRENCY).
-	ExactConcurrency int
 	Logger           zerolog.Logger
 }
 
@@ -86,7 +73,7 @@ const (
 	MethodCaughtUp     Method = "caught_up"    // committed >= log end: exactly 0
 	MethodInterpolated Method = "interpolated" // inside the log end history
 	MethodExtrapolated Method = "extrapolated" // older than the history
-	MethodExact        Method = "exact"        // record timestamp (ComputeExact)
+	MethodExact        Method = "exact"        // record timestamp read by the poller (KRE_LAG_EXACT)
 )
 
 // PartitionLag is one partition's lag in seconds for one group.
@@ -137,12 +124,6 @@ func (g GroupLag) Partition(topic string, partition int32) (PartitionLag, bool) 
 	return g.Partitions[i], true
 }
 
-// partitionForgetter is implemented by timestamp caches that must drop
-// what they know about a partition whose log was replaced.
-type partitionForgetter interface {
-	ForgetPartition(topic string, partition int32)
-}
-
 // Estimator keeps the log end histories. It is safe for concurrent use;
 // normally one poll loop calls Observe and then Compute.
 type Estimator struct {
@@ -155,16 +136,8 @@ type Estimator struct {
 
 // New returns an Estimator with no history.
 func New(opts Options) *Estimator {
-	if opts.MaxPoints == 0 {
-		opts.MaxPoints = DefaultMaxPoints
-	}
 	opts.MaxPoints = max(opts.MaxPoints, minPoints)
-	if opts.MaxExtrapolation <= 0 {
-		opts.MaxExtrapolation = DefaultMaxExtrapolation
-	}
-	if opts.ExactConcurrency <= 0 {
-		opts.ExactConcurrency = DefaultExactConcurrency
-	}
+	opts.MaxExtrapolation = max(opts.MaxExtrapolation, 0)
 	return &Estimator{
 		opts:    opts,
 		maxBack: opts.MaxExtrapolation.Seconds(),
@@ -200,49 +173,32 @@ func (e *Estimator) Observe(obs *cluster.OffsetsObservation) {
 			if h.observe(p.Newest, now) == observeReset {
 				e.opts.Logger.Debug().Str("topic", name).Int32("partition", id).
 					Int64("log_end", p.Newest).Msg("log end went backwards, partition recreated: lag history reset")
-				e.forgetTimestamps(tp)
 			}
 		}
 	}
 	for tp := range e.parts {
-		if !listed(obs, tp) {
+		if _, ok := obs.Topics[tp.Topic].Partition(tp.Partition); !ok {
 			delete(e.parts, tp)
-			e.forgetTimestamps(tp)
 		}
-	}
-}
-
-func listed(obs *cluster.OffsetsObservation, tp cluster.TopicPartition) bool {
-	t := obs.Topics[tp.Topic]
-	if t == nil {
-		return false
-	}
-	_, ok := t.Partitions[tp.Partition]
-	return ok
-}
-
-func (e *Estimator) forgetTimestamps(tp cluster.TopicPartition) {
-	if f, ok := e.opts.Timestamper.(partitionForgetter); ok {
-		f.ForgetPartition(tp.Topic, tp.Partition)
 	}
 }
 
 // Compute returns the lag of every committed partition of obs, using
 // obs.Time as now and obs's log end offsets for the caught-up test. Call
 // Observe(obs) first; if a log end in obs is ahead of the history, obs is
-// used as a provisional newest point.
+// used as a provisional newest point. A partition that is behind and whose
+// record timestamp obs carries (obs.RecordTimes, exact mode) gets now −
+// that timestamp, clamped at 0 for producer clocks ahead of ours; the
+// others get the estimate.
 func (e *Estimator) Compute(obs *cluster.OffsetsObservation) Result {
-	entries := e.compute(obs)
-	return buildResult(obs, entries)
+	return buildResult(obs, e.compute(obs))
 }
 
 // entry is one group partition during a Compute.
 type entry struct {
-	group     string
-	lag       PartitionLag
-	ok        bool
-	committed int64
-	behind    bool // committed < log end: exact mode has something to read
+	group string
+	lag   PartitionLag
+	ok    bool
 }
 
 func (e *Estimator) compute(obs *cluster.OffsetsObservation) []entry {
@@ -256,21 +212,20 @@ func (e *Estimator) compute(obs *cluster.OffsetsObservation) []entry {
 	for group, topics := range obs.Committed {
 		for topic, parts := range topics {
 			t := obs.Topics[topic]
-			if t == nil {
-				continue
-			}
 			for id, committed := range parts {
-				p, ok := t.Partitions[id]
-				if !ok || p.Newest < 0 || committed < 0 {
+				lag, ok := cluster.Lag(t, id, committed)
+				if !ok {
 					continue
 				}
-				en := entry{group: group, committed: committed, lag: PartitionLag{Topic: topic, Partition: id}}
-				if committed >= p.Newest {
+				en := entry{group: group, lag: PartitionLag{Topic: topic, Partition: id}}
+				if lag == 0 {
 					en.lag.Method, en.ok = MethodCaughtUp, true
+				} else if at, exact := obs.RecordTimes[cluster.Record{Topic: topic, Partition: id, Offset: committed}]; exact {
+					en.lag.Seconds = max(0, obs.Time.Sub(at).Seconds())
+					en.lag.Method, en.ok = MethodExact, true
 				} else {
-					en.behind = true
 					en.lag.Seconds, en.lag.Method, en.lag.Capped, en.ok = e.estimateLocked(
-						cluster.TopicPartition{Topic: topic, Partition: id}, committed, p.Newest, now)
+						cluster.TopicPartition{Topic: topic, Partition: id}, committed, t.Partitions[id].Newest, now)
 				}
 				entries = append(entries, en)
 			}
@@ -313,79 +268,6 @@ func buildResult(obs *cluster.OffsetsObservation, entries []entry) Result {
 		g.MaxSeconds = max(g.MaxSeconds, en.lag.Seconds)
 	}
 	return r
-}
-
-// ComputeExact is Compute with the lag of every partition that is behind
-// taken from the timestamp of the record at the committed offset, read
-// through Options.Timestamper (at most Options.ExactConcurrency lookups at
-// a time). A partition whose lookup fails keeps its estimate. The lag is
-// now - timestamp, clamped at 0 for producer clocks ahead of ours.
-func (e *Estimator) ComputeExact(ctx context.Context, obs *cluster.OffsetsObservation) Result {
-	entries := e.compute(obs)
-	ts := e.opts.Timestamper
-	if ts == nil || len(entries) == 0 {
-		return buildResult(obs, entries)
-	}
-	type key struct {
-		tp     cluster.TopicPartition
-		offset int64
-	}
-	type answer struct {
-		t   time.Time
-		err error
-	}
-	var keys []key
-	answers := make(map[key]*answer)
-	for _, en := range entries {
-		k := key{cluster.TopicPartition{Topic: en.lag.Topic, Partition: en.lag.Partition}, en.committed}
-		if en.behind && answers[k] == nil {
-			answers[k] = &answer{}
-			keys = append(keys, k)
-		}
-	}
-	work := make(chan key)
-	var wg sync.WaitGroup
-	for range min(e.opts.ExactConcurrency, len(keys)) {
-		wg.Go(func() {
-			for k := range work {
-				a := answers[k] // the map is only read here; each *answer has one writer
-				a.t, a.err = ts.Timestamp(ctx, k.tp.Topic, k.tp.Partition, k.offset)
-				if a.err == nil && a.t.IsZero() {
-					a.err = errZeroTimestamp
-				}
-			}
-		})
-	}
-	for _, k := range keys {
-		work <- k
-	}
-	close(work)
-	wg.Wait()
-
-	failed := 0
-	var firstErr error
-	now := obs.Time
-	for i := range entries {
-		en := &entries[i]
-		if !en.behind {
-			continue
-		}
-		a := answers[key{cluster.TopicPartition{Topic: en.lag.Topic, Partition: en.lag.Partition}, en.committed}]
-		if a.err == nil {
-			en.lag.Seconds = max(0, now.Sub(a.t).Seconds())
-			en.lag.Method, en.lag.Capped, en.ok = MethodExact, false, true
-			continue
-		}
-		failed++
-		if firstErr == nil {
-			firstErr = a.err
-		}
-	}
-	if failed > 0 {
-		e.opts.Logger.Warn().Err(firstErr).Int("failed", failed).Int("lookups", len(keys)).
-			Msg("record timestamp lookups failed; using estimated lag for those partitions")
-	}
-	return buildResult(obs, entries)
 }
 
 // Partitions returns how many partitions have a history.

@@ -14,6 +14,10 @@ var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 const topic = "orders"
 
+// testOptions are the exporter's defaults (KRE_LAG_HISTORY_POINTS,
+// KRE_LAG_MAX_EXTRAPOLATION).
+var testOptions = Options{MaxPoints: 64, MaxExtrapolation: 7 * 24 * time.Hour}
+
 // poll builds an observation of one single-partition topic.
 func poll(at time.Duration, logEnd int64, commits map[string]int64) *cluster.OffsetsObservation {
 	obs := &cluster.OffsetsObservation{
@@ -64,7 +68,7 @@ func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
 // the log end reached C+1, so the true lag is known exactly.
 func TestSteadyProductionInterpolatesTrueAge(t *testing.T) {
 	const rate = 10 // records per second
-	e := New(Options{})
+	e := New(testOptions)
 	var r Result
 	for s := 0; s <= 300; s += 10 {
 		end := int64(rate * s)
@@ -93,7 +97,7 @@ func TestSteadyProductionInterpolatesTrueAge(t *testing.T) {
 // A burst lands between two polls; the estimate must stay inside the poll
 // interval in which the records really arrived.
 func TestBurstBetweenPolls(t *testing.T) {
-	e := New(Options{})
+	e := New(testOptions)
 	for s := 0; s <= 100; s += 10 {
 		step(e, poll(time.Duration(s)*time.Second, 0, nil))
 	}
@@ -116,7 +120,7 @@ func TestBurstBetweenPolls(t *testing.T) {
 }
 
 func TestSilentTopic(t *testing.T) {
-	e := New(Options{})
+	e := New(testOptions)
 	for s := 0; s <= 60; s += 10 {
 		step(e, poll(time.Duration(s)*time.Second, int64(s), nil)) // 1 record/s
 	}
@@ -140,7 +144,7 @@ func TestSilentTopic(t *testing.T) {
 }
 
 func TestConsumerCatchingUp(t *testing.T) {
-	e := New(Options{})
+	e := New(testOptions)
 	committed := int64(0)
 	prev := math.Inf(1)
 	reachedZero := false
@@ -171,7 +175,7 @@ func TestConsumerCatchingUp(t *testing.T) {
 }
 
 func TestExtrapolationBeforeHistory(t *testing.T) {
-	e := New(Options{})
+	e := New(testOptions)
 	// First poll: the group is 600 records behind and there is no history.
 	r := step(e, poll(0, 10_000, map[string]int64{"g": 9_400}))
 	if _, ok := r.Group("g"); ok {
@@ -196,7 +200,7 @@ func TestExtrapolationBeforeHistory(t *testing.T) {
 }
 
 func TestExtrapolationNeedsRate(t *testing.T) {
-	e := New(Options{})
+	e := New(testOptions)
 	var r Result
 	for s := 0; s <= 100; s += 10 { // flat history: one point, no rate
 		r = step(e, poll(time.Duration(s)*time.Second, 500, map[string]int64{"behind": 100, "up": 500}))
@@ -210,7 +214,7 @@ func TestExtrapolationNeedsRate(t *testing.T) {
 }
 
 func TestExtrapolationIsCapped(t *testing.T) {
-	e := New(Options{MaxExtrapolation: time.Hour})
+	e := New(Options{MaxPoints: testOptions.MaxPoints, MaxExtrapolation: time.Hour})
 	step(e, poll(0, 1_000_000, nil))
 	r := step(e, poll(10*time.Second, 1_000_001, map[string]int64{"g": 0})) // 0.1 record/s
 	p := mustLag(t, r, "g")
@@ -220,7 +224,7 @@ func TestExtrapolationIsCapped(t *testing.T) {
 }
 
 func TestTopicRecreatedResetsHistory(t *testing.T) {
-	e := New(Options{})
+	e := New(testOptions)
 	for s := 0; s <= 100; s += 10 {
 		step(e, poll(time.Duration(s)*time.Second, int64(100*s), nil))
 	}
@@ -244,7 +248,7 @@ func TestTopicRecreatedResetsHistory(t *testing.T) {
 }
 
 func TestUnknownLogEndKeepsHistory(t *testing.T) {
-	e := New(Options{})
+	e := New(testOptions)
 	step(e, poll(0, 0, nil))
 	step(e, poll(10*time.Second, 100, nil))
 	r := step(e, poll(20*time.Second, -1, map[string]int64{"g": 50}))
@@ -259,7 +263,7 @@ func TestUnknownLogEndKeepsHistory(t *testing.T) {
 }
 
 func TestLateObservationIgnored(t *testing.T) {
-	e := New(Options{})
+	e := New(testOptions)
 	step(e, poll(0, 0, nil))
 	step(e, poll(20*time.Second, 200, nil))
 	e.Observe(poll(10*time.Second, 150, nil))
@@ -272,7 +276,7 @@ func TestLateObservationIgnored(t *testing.T) {
 // Compute on an observation that was never observed uses it as the newest
 // point instead of failing.
 func TestComputeAheadOfHistory(t *testing.T) {
-	e := New(Options{})
+	e := New(testOptions)
 	step(e, poll(0, 0, nil))
 	obs := poll(10*time.Second, 100, map[string]int64{"g": 49})
 	r := e.Compute(obs)
@@ -285,7 +289,7 @@ func TestComputeAheadOfHistory(t *testing.T) {
 }
 
 func TestDisappearedPartitionsAreForgotten(t *testing.T) {
-	e := New(Options{})
+	e := New(testOptions)
 	obs := poll(0, 10, nil)
 	obs.Topics["other"] = &cluster.Topic{Name: "other", Partitions: map[int32]cluster.Partition{
 		0: {Newest: 1}, 1: {Newest: 2},
@@ -310,7 +314,7 @@ func TestDisappearedPartitionsAreForgotten(t *testing.T) {
 // to the first poll, and still dates recent records to the poll.
 func TestHistoryStaysBoundedAndRecentDataExact(t *testing.T) {
 	const maxPoints = 64
-	e := New(Options{MaxPoints: maxPoints})
+	e := New(Options{MaxPoints: maxPoints, MaxExtrapolation: testOptions.MaxExtrapolation})
 	rng := rand.New(rand.NewPCG(1, 2))
 	ends := []int64{0, 0, 0}
 	at := time.Duration(0)
@@ -375,7 +379,7 @@ func checkHistory(t *testing.T, pts []point) {
 }
 
 func TestResultLookupAndOrder(t *testing.T) {
-	e := New(Options{})
+	e := New(testOptions)
 	obs := poll(0, 0, nil)
 	obs.Topics["b"] = &cluster.Topic{Name: "b", Partitions: map[int32]cluster.Partition{0: {Newest: 0}, 1: {Newest: 0}}}
 	e.Observe(obs)

@@ -83,28 +83,23 @@ const (
 // 0/1 series per entry for each group.
 var Statuses = []string{StatusUnknown, StatusOK, StatusWarn, StatusStall, StatusStop, StatusRewind, StatusErr}
 
-// Config holds the thresholds. New replaces zero or negative fields with
-// the defaults of DefaultConfig.
+// Config holds the thresholds, taken as given; their defaults and
+// validation live in the config package (KRE_STATUS_*).
 type Config struct {
 	// Window is the number of offsets polls evaluated.
-	// Env: KRE_STATUS_WINDOW, default 10.
+	// Env: KRE_STATUS_WINDOW.
 	Window int
 	// StopAfter is the STOP threshold while the usual commit interval is
-	// unknown, and its floor afterwards. Env: KRE_STATUS_STOP_AFTER, default 5m.
+	// unknown, and its floor afterwards. Env: KRE_STATUS_STOP_AFTER.
 	StopAfter time.Duration
 	// StopFactor times the usual commit interval is the STOP threshold when
-	// that exceeds StopAfter. Env: KRE_STATUS_STOP_FACTOR, default 5.
+	// that exceeds StopAfter. Env: KRE_STATUS_STOP_FACTOR.
 	StopFactor float64
 	// ErrLag is the lag, in records, at which a stuck partition makes the
-	// group ERR instead of STALL. Env: KRE_STATUS_ERR_LAG, default 1000.
+	// group ERR instead of STALL. Env: KRE_STATUS_ERR_LAG.
 	ErrLag int64
 	// Logger receives status changes at debug level.
 	Logger zerolog.Logger
-}
-
-// DefaultConfig returns the default thresholds.
-func DefaultConfig() Config {
-	return Config{Window: 10, StopAfter: 5 * time.Minute, StopFactor: 5, ErrLag: 1000}
 }
 
 // Result is one group's status.
@@ -167,19 +162,6 @@ type groupWindow struct {
 
 // New returns an Evaluator with no history.
 func New(cfg Config) *Evaluator {
-	def := DefaultConfig()
-	if cfg.Window <= 0 {
-		cfg.Window = def.Window
-	}
-	if cfg.StopAfter <= 0 {
-		cfg.StopAfter = def.StopAfter
-	}
-	if cfg.StopFactor <= 0 {
-		cfg.StopFactor = def.StopFactor
-	}
-	if cfg.ErrLag <= 0 {
-		cfg.ErrLag = def.ErrLag
-	}
 	return &Evaluator{cfg: cfg, groups: make(map[string]*groupWindow), last: map[string]Result{}}
 }
 
@@ -252,15 +234,11 @@ func newSample(now time.Time, offs *cluster.OffsetsObservation, committed map[st
 				continue
 			}
 			o := offsets{committed: c, end: -1}
-			if t != nil {
-				if p, ok := t.Partitions[id]; ok {
-					o.end = p.Newest
-				}
-			}
-			if o.end < 0 {
-				s.allKnown = false
+			if lag, ok := cluster.Lag(t, id, c); ok {
+				o.end = t.Partitions[id].Newest
+				s.lag += lag
 			} else {
-				s.lag += max(0, o.end-c)
+				s.allKnown = false
 			}
 			s.parts[cluster.TopicPartition{Topic: topic, Partition: id}] = o
 		}

@@ -67,11 +67,7 @@ func (w *world) poll(e *Evaluator) map[string]Result {
 }
 
 func cfg() Config {
-	c := DefaultConfig()
-	c.Window = 5
-	c.StopAfter = 2 * time.Minute
-	c.ErrLag = 100
-	return c
+	return Config{Window: 5, StopAfter: 2 * time.Minute, StopFactor: 5, ErrLag: 100}
 }
 
 func expect(t *testing.T, results map[string]Result, group, status string, poll int) Result {

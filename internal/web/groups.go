@@ -4,7 +4,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
@@ -19,7 +18,8 @@ type GroupView struct {
 	Coordinator int32        `json:"coordinator"`
 	ObservedAt  time.Time    `json:"observed_at"`
 	Members     []MemberView `json:"members"`
-	// Lag per topic, from the latest offsets poll.
+	// Lag per topic, from the latest offsets poll: the same figure as
+	// kafka_consumergroup_lag_sum, absent where that is (a log end unknown).
 	Lag           map[string]int64 `json:"lag,omitempty"`
 	MaxLagSeconds *float64         `json:"max_lag_seconds,omitempty"`
 	Status        string           `json:"status,omitempty"`
@@ -126,13 +126,11 @@ func view(s *store.Snapshot, g *cluster.Group) GroupView {
 	}
 	if s.Offsets != nil {
 		for topic, parts := range s.Offsets.Committed[g.Name] {
-			for id, off := range parts {
-				if lag, ok := collector.Lag(s.Offsets.Topics[topic], id, off); ok {
-					if v.Lag == nil {
-						v.Lag = map[string]int64{}
-					}
-					v.Lag[topic] += lag
+			if sum, ok := cluster.TopicLag(s.Offsets.Topics[topic], parts); ok {
+				if v.Lag == nil {
+					v.Lag = map[string]int64{}
 				}
+				v.Lag[topic] = sum
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
@@ -55,7 +56,7 @@ func Handler(o Options) http.Handler {
 		if !s.Ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready: the poll loops have not both produced data yet")
-			for _, l := range store.Loops {
+			for _, l := range cluster.Loops {
 				if e := s.Loops[l].LastError; e != "" {
 					fmt.Fprintf(w, "%s: %s\n", l, e)
 				}

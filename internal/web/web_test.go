@@ -36,13 +36,13 @@ func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
 }
 
 func TestEndpoints(t *testing.T) {
-	st := store.NewStoreWith(zerolog.Nop(), store.Analyzers{Rebalance: rebalance.NewTracker(rebalance.Options{})})
+	st := store.New(store.Options{Log: zerolog.Nop(), Analyzers: store.Analyzers{Rebalance: rebalance.NewTracker(rebalance.Options{})}})
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector.New(st, nil, collector.Options{}))
+	reg.MustRegister(collector.New(st, collector.Options{}))
 	srv := httptest.NewServer(web.Handler(web.Options{TelemetryPath: "/metrics", Gatherer: reg, Source: st, Log: zerolog.Nop(), Groups: web.Groups{}}))
 	defer srv.Close()
 
-	st.GroupsPolled(nil, time.Millisecond, &kafka.StageError{Stage: kafka.StageConnect, Broker: -1, Err: errors.New("dial tcp: connection refused")})
+	st.GroupsPolled(nil, &kafka.StageError{Stage: kafka.StageConnect, Broker: -1, Err: errors.New("dial tcp: connection refused")})
 	if code, body := get(t, srv, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "connection refused") {
 		t.Fatalf("/readyz before a poll: %d %q", code, body)
 	}
@@ -53,10 +53,10 @@ func TestEndpoints(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	g := &cluster.Group{Name: "orders", Type: cluster.GroupTypeClassic, ProtocolType: "consumer", State: "Stable", Coordinator: 2,
 		Members: []cluster.Member{{MemberID: "m1", ClientID: "c1", ClientHost: "/10.0.0.1", Generation: 6, Assignment: cluster.Assignment{"t": {0, 1}}}}}
-	st.GroupsPolled(&cluster.GroupsObservation{Time: t0, Groups: map[string]*cluster.Group{"orders": g}}, time.Millisecond, nil)
+	st.GroupsPolled(&cluster.GroupsObservation{Time: t0, Groups: map[string]*cluster.Group{"orders": g}}, nil)
 	st.OffsetsPolled(&cluster.OffsetsObservation{Time: t0, Brokers: 1,
 		Topics:    map[string]*cluster.Topic{"t": {Name: "t", Partitions: map[int32]cluster.Partition{0: {Newest: 10}, 1: {Newest: 5}}}},
-		Committed: map[string]map[string]map[int32]int64{"orders": {"t": {0: 4, 1: 5}}}}, time.Millisecond, nil)
+		Committed: map[string]map[string]map[int32]int64{"orders": {"t": {0: 4, 1: 5}}}}, nil)
 
 	if code, body := get(t, srv, "/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz after polls: %d %q", code, body)

@@ -1,0 +1,101 @@
+package kafka
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
+)
+
+// SelfPrefix is the namespace of the exporter's own metrics.
+const SelfPrefix = "kafka_rebalance_exporter_"
+
+// PollDurationBuckets are the poll duration histogram's bounds in seconds.
+var PollDurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+// Kafka API keys the poller sends, by the names used in the requests
+// metric's api label.
+const (
+	apiFetch                 = "Fetch"
+	apiListOffsets           = "ListOffsets"
+	apiMetadata              = "Metadata"
+	apiOffsetFetch           = "OffsetFetch"
+	apiDescribeGroups        = "DescribeGroups"
+	apiListGroups            = "ListGroups"
+	apiConsumerGroupDescribe = "ConsumerGroupDescribe"
+)
+
+var apis = []string{apiFetch, apiListOffsets, apiMetadata, apiOffsetFetch, apiDescribeGroups, apiListGroups, apiConsumerGroupDescribe}
+
+// Metrics are the poller's own instruments: what it sent, how long its
+// polls took and which steps failed. They count work as it happens, so
+// they live here rather than in the snapshot; register them beside the
+// snapshot collector.
+type Metrics struct {
+	pollDuration *prometheus.HistogramVec
+	polls        *prometheus.CounterVec
+	pollErrors   *prometheus.CounterVec
+	requests     *prometheus.CounterVec
+}
+
+// NewMetrics returns the instruments with every label value of their
+// fixed vocabularies at zero, so that a rate() over them never starts from
+// a missing series.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		pollDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: SelfPrefix + "poll_duration_seconds", Help: "Duration of polls, successful or not.", Buckets: PollDurationBuckets,
+		}, []string{"loop"}),
+		polls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: SelfPrefix + "polls_total", Help: "Polls attempted.",
+		}, []string{"loop"}),
+		pollErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: SelfPrefix + "poll_errors_total", Help: "Failed poll steps by stage.",
+		}, []string{"stage"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: SelfPrefix + "kafka_requests_total", Help: "Kafka requests sent by the exporter, by API.",
+		}, []string{"api"}),
+	}
+	for _, l := range cluster.Loops {
+		m.pollDuration.WithLabelValues(l)
+		m.polls.WithLabelValues(l)
+	}
+	for _, s := range Stages {
+		m.pollErrors.WithLabelValues(s)
+	}
+	for _, a := range apis {
+		m.requests.WithLabelValues(a)
+	}
+	return m
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.pollDuration.Describe(ch)
+	m.polls.Describe(ch)
+	m.pollErrors.Describe(ch)
+	m.requests.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.pollDuration.Collect(ch)
+	m.polls.Collect(ch)
+	m.pollErrors.Collect(ch)
+	m.requests.Collect(ch)
+}
+
+// ObservePoll records one poll of loop: its duration and each failed step
+// of err.
+func (m *Metrics) ObservePoll(loop string, took time.Duration, err error) {
+	m.polls.WithLabelValues(loop).Inc()
+	m.pollDuration.WithLabelValues(loop).Observe(took.Seconds())
+	for _, se := range StageErrors(err) {
+		m.stageError(se.Stage)
+	}
+}
+
+func (m *Metrics) stageError(stage string) { m.pollErrors.WithLabelValues(stage).Inc() }
+
+func (m *Metrics) request(api string) { m.requests.WithLabelValues(api).Inc() }
