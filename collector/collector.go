@@ -4,7 +4,9 @@
 package collector
 
 import (
-	"sort"
+	"cmp"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -180,15 +182,6 @@ func (c *Collector) collectSelf(ch chan<- prometheus.Metric, s *store.Snapshot) 
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
 }
 
-type ordered interface {
-	~string | ~int32 | ~float64
-}
-
-func sortedKeys[K ordered, V any](m map[K]V) []K {
-	keys := make([]K, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
-	return keys
-}
+// sortedKeys returns m's keys in order: series are emitted sorted, so
+// the exposition is stable.
+func sortedKeys[M ~map[K]V, K cmp.Ordered, V any](m M) []K { return slices.Sorted(maps.Keys(m)) }

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,8 +103,8 @@ func (p *Poller) groupsOn(b *sarama.Broker) ([]*cluster.Group, error) {
 			// Share and streams groups are not consumer groups.
 		}
 	}
-	sort.Strings(classic)
-	sort.Strings(consumer)
+	slices.Sort(classic)
+	slices.Sort(consumer)
 
 	var out []*cluster.Group
 	for start := 0; start < len(classic); start += describeBatch {
@@ -167,7 +168,7 @@ func (p *Poller) describeClassic(b *sarama.Broker, names []string) ([]*cluster.G
 		for _, m := range d.Members {
 			g.Members = append(g.Members, p.classicMember(b, d, m))
 		}
-		sort.Slice(g.Members, func(i, j int) bool { return g.Members[i].MemberID < g.Members[j].MemberID })
+		slices.SortFunc(g.Members, func(a, b cluster.Member) int { return strings.Compare(a.MemberID, b.MemberID) })
 		out = append(out, g)
 	}
 	return out, nil
@@ -263,7 +264,7 @@ func (p *Poller) describeConsumer(b *sarama.Broker, names []string) ([]*cluster.
 			}
 			g.Members = append(g.Members, mem)
 		}
-		sort.Slice(g.Members, func(i, j int) bool { return g.Members[i].MemberID < g.Members[j].MemberID })
+		slices.SortFunc(g.Members, func(a, b cluster.Member) int { return strings.Compare(a.MemberID, b.MemberID) })
 		out = append(out, g)
 	}
 	return out, nil
@@ -286,9 +287,7 @@ func normalize(m map[string][]int32) cluster.Assignment {
 		if len(ps) == 0 {
 			continue
 		}
-		cp := append([]int32(nil), ps...)
-		sort.Slice(cp, func(i, j int) bool { return cp[i] < cp[j] })
-		out[t] = cp
+		out[t] = slices.Sorted(slices.Values(ps))
 	}
 	return out
 }

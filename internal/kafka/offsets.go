@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -137,7 +137,7 @@ func (p *Poller) committed(ctx context.Context, brokers []*sarama.Broker, groups
 	}
 	errs = append(errs, forEachBroker(ctx, targets, func(b *sarama.Broker) error {
 		names := byCoordinator[b.ID()]
-		sort.Strings(names)
+		slices.Sort(names)
 		return p.fetchCommitted(b, names, keep)
 	}))
 	err := errors.Join(errs...)

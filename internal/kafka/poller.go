@@ -20,10 +20,11 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -186,7 +187,7 @@ func (p *Poller) brokers(c sarama.Client) ([]*sarama.Broker, error) {
 		}
 		out = append(out, b)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
+	slices.SortFunc(out, func(a, b *sarama.Broker) int { return cmp.Compare(a.ID(), b.ID()) })
 	return out, errors.Join(errs...)
 }
 

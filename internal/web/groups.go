@@ -1,7 +1,8 @@
 package web
 
 import (
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
@@ -57,12 +58,7 @@ func (Groups) List(s *store.Snapshot) any {
 	if s.Groups == nil {
 		return out
 	}
-	names := make([]string, 0, len(s.Groups.Groups))
-	for n := range s.Groups.Groups {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(s.Groups.Groups)) {
 		out = append(out, view(s, s.Groups.Groups[n]))
 	}
 	return out

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
-	"sort"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,11 +88,6 @@ func Handler(o Options) http.Handler {
 		if s.Groups != nil {
 			groups = len(s.Groups.Groups)
 		}
-		loops := make([]string, 0, len(s.Loops))
-		for l := range s.Loops {
-			loops = append(loops, l)
-		}
-		sort.Strings(loops)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_ = landing.Execute(w, map[string]any{"Path": o.TelemetryPath, "Ready": s.Ready(), "Groups": groups, "API": o.Groups != nil})
 	})
