@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
+	toolkitweb "github.com/prometheus/exporter-toolkit/web"
 	"github.com/rs/zerolog"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
@@ -130,12 +132,24 @@ func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerol
 	if err != nil {
 		return fmt.Errorf("listen on %s (KRE_LISTEN_ADDRESS): %w", cfg.ListenAddress, err)
 	}
-	srv := &http.Server{
-		Handler:           web.Handler(web.Options{TelemetryPath: cfg.TelemetryPath, Gatherer: reg, Source: st, Log: log, Groups: web.Groups{}}),
-		ReadHeaderTimeout: 10 * time.Second,
+	var groups web.GroupAPI
+	if cfg.APIEnabled {
+		groups = web.Groups{}
 	}
-	log.Info().Interface("config", cfg.Redacted()).Str("version", version.Version).
-		Str("url", fmt.Sprintf("http://%s%s", displayAddr(ln.Addr()), cfg.TelemetryPath)).Msg("kafka-rebalance-exporter started")
+	srv := &http.Server{
+		Handler:           web.Handler(web.Options{TelemetryPath: cfg.TelemetryPath, Gatherer: reg, Source: st, Log: log, Groups: groups}),
+		ReadHeaderTimeout: cfg.WebReadTimeout,
+		ReadTimeout:       cfg.WebReadTimeout,
+		WriteTimeout:      cfg.WebWriteTimeout,
+		IdleTimeout:       cfg.WebIdleTimeout,
+	}
+	started := log.Info().Interface("config", cfg.Redacted()).Str("version", version.Version)
+	if cfg.WebConfigFile == "" {
+		started = started.Str("url", fmt.Sprintf("http://%s%s", displayAddr(ln.Addr()), cfg.TelemetryPath))
+	} else {
+		started = started.Str("address", displayAddr(ln.Addr())).Str("web_config_file", cfg.WebConfigFile)
+	}
+	started.Msg("kafka-rebalance-exporter started")
 
 	pollDone := make(chan struct{})
 	go func() {
@@ -143,7 +157,12 @@ func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerol
 		p.Run(ctx, st)
 	}()
 	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.Serve(ln) }()
+	go func() {
+		// exporter-toolkit serves TLS, mutual TLS and basic auth as the web
+		// configuration file says, and plain HTTP without one.
+		webCfg := cfg.WebConfigFile
+		srvErr <- toolkitweb.Serve(ln, srv, &toolkitweb.FlagConfig{WebConfigFile: &webCfg}, slog.New(zerolog.NewSlogHandler(log.With().Str("component", "web").Logger())))
+	}()
 
 	select {
 	case <-ctx.Done():

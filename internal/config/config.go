@@ -11,12 +11,14 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/kelseyhightower/envconfig"
+	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/rs/zerolog"
 )
 
@@ -41,10 +43,15 @@ type Config struct {
 	TopicInclude string `envconfig:"TOPIC_INCLUDE" default:".*" desc:"Regular expression (RE2, anchored) of topics to export."`
 	TopicExclude string `envconfig:"TOPIC_EXCLUDE" default:"__.*" desc:"Regular expression (RE2, anchored) of topics to leave out; wins over TOPIC_INCLUDE. Default hides internal topics."`
 
-	ListenAddress string `envconfig:"LISTEN_ADDRESS" default:":9308" desc:"HTTP listen address (9308 is kafka_exporter's port)."`
-	TelemetryPath string `envconfig:"TELEMETRY_PATH" default:"/metrics" desc:"Path under which metrics are served."`
-	LogLevel      string `envconfig:"LOG_LEVEL" default:"info" desc:"Log level: debug, info, warn, error."`
-	LogFormat     string `envconfig:"LOG_FORMAT" default:"json" desc:"Log format: json or console."`
+	ListenAddress   string        `envconfig:"LISTEN_ADDRESS" default:":9308" desc:"HTTP listen address (9308 is kafka_exporter's port)."`
+	TelemetryPath   string        `envconfig:"TELEMETRY_PATH" default:"/metrics" desc:"Path under which metrics are served; not /, /healthz, /readyz or under /api/."`
+	WebConfigFile   string        `envconfig:"WEB_CONFIG_FILE" desc:"exporter-toolkit web configuration file: TLS, mutual TLS, basic auth (check it with promtool check web-config). Empty serves plain HTTP."`
+	APIEnabled      bool          `envconfig:"API_ENABLED" default:"true" desc:"Serve the JSON group API (/api/v1/groups); it shows client IDs and hosts."`
+	WebReadTimeout  time.Duration `envconfig:"WEB_READ_TIMEOUT" default:"10s" desc:"HTTP: time to read a request, headers included."`
+	WebWriteTimeout time.Duration `envconfig:"WEB_WRITE_TIMEOUT" default:"60s" desc:"HTTP: time to write a response; a scraper that stops reading is cut off after it."`
+	WebIdleTimeout  time.Duration `envconfig:"WEB_IDLE_TIMEOUT" default:"30s" desc:"HTTP: how long an idle keep-alive connection is kept."`
+	LogLevel        string        `envconfig:"LOG_LEVEL" default:"info" desc:"Log level: debug, info, warn, error."`
+	LogFormat       string        `envconfig:"LOG_FORMAT" default:"json" desc:"Log format: json or console."`
 
 	TLSEnabled            bool   `envconfig:"TLS_ENABLED" default:"false" desc:"Connect to brokers with TLS."`
 	TLSCAFile             string `envconfig:"TLS_CA_FILE" desc:"PEM file of CA certificates to verify brokers (system roots when empty)."`
@@ -168,8 +175,21 @@ func (c *Config) validate() error {
 	if c.Filters.TopicExclude, err = compile("TOPIC_EXCLUDE", c.TopicExclude); err != nil {
 		return err
 	}
-	if !strings.HasPrefix(c.TelemetryPath, "/") || c.TelemetryPath == "/" {
-		return &Error{"TELEMETRY_PATH", "must start with / and not be / (the landing page)"}
+	if err := validTelemetryPath(c.TelemetryPath); err != nil {
+		return err
+	}
+	if c.WebConfigFile != "" {
+		if err := web.Validate(c.WebConfigFile); err != nil {
+			return &Error{"WEB_CONFIG_FILE", err.Error()}
+		}
+	}
+	for _, d := range []struct {
+		name string
+		val  time.Duration
+	}{{"WEB_READ_TIMEOUT", c.WebReadTimeout}, {"WEB_WRITE_TIMEOUT", c.WebWriteTimeout}, {"WEB_IDLE_TIMEOUT", c.WebIdleTimeout}} {
+		if d.val <= 0 {
+			return &Error{d.name, "must be a positive duration"}
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -265,6 +285,20 @@ func (c *Config) validateSASL() error {
 	}
 	if c.SASLPassword == "" {
 		return &Error{"SASL_PASSWORD", "required when SASL_MECHANISM is set (or use SASL_PASSWORD_FILE)"}
+	}
+	return nil
+}
+
+// ReservedPaths are served by the exporter itself; the metrics path must
+// be none of them (nor under /api/).
+var ReservedPaths = []string{"/", "/healthz", "/readyz", "/api/v1/groups", "/api/v1/groups/"}
+
+func validTelemetryPath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return &Error{"TELEMETRY_PATH", fmt.Sprintf("%q must start with /", p)}
+	}
+	if slices.Contains(ReservedPaths, p) || strings.HasPrefix(p, "/api/") {
+		return &Error{"TELEMETRY_PATH", fmt.Sprintf("%q is taken by the landing page, a probe or the JSON API", p)}
 	}
 	return nil
 }
