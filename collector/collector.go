@@ -39,15 +39,43 @@ type Options struct {
 type Collector struct {
 	src  Source
 	opts Options
+	part part
 }
 
-// New returns a collector.
-func New(src Source, opts Options) *Collector {
+// part selects what a Collector exports: everything, the metrics fixed by
+// the snapshot (rendered once per snapshot), or the snapshot's age (which
+// changes with the clock, so it is rendered at every scrape).
+type part int
+
+const (
+	partAll part = iota
+	partSnapshot
+	partAge
+)
+
+// New returns a collector of every metric of src's current snapshot.
+func New(src Source, opts Options) *Collector { return newCollector(src, opts, partAll) }
+
+// NewSnapshot returns a collector of the metrics that depend on snap
+// alone: everything New exports but snapshot_age_seconds.
+func NewSnapshot(snap *store.Snapshot, opts Options) *Collector {
+	return newCollector(fixed{snap}, opts, partSnapshot)
+}
+
+// NewAge returns a collector of snapshot_age_seconds over src.
+func NewAge(src Source, opts Options) *Collector { return newCollector(src, opts, partAge) }
+
+func newCollector(src Source, opts Options, p part) *Collector {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Collector{src: src, opts: opts}
+	return &Collector{src: src, opts: opts, part: p}
 }
+
+// fixed is a Source that always serves one snapshot.
+type fixed struct{ s *store.Snapshot }
+
+func (f fixed) Current() *store.Snapshot { return f.s }
 
 var (
 	groupLabels     = []string{"consumergroup"}
@@ -86,9 +114,15 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	if c.part != partSnapshot {
+		ch <- descSnapshotAge
+	}
+	if c.part == partAge {
+		return
+	}
 	for _, d := range []*prometheus.Desc{descCurrentOffset, descLag, descLagSum, descMembers, descState, descInfo,
 		descTopicPartitions, descTopicCurrent, descTopicOldest, descBrokers,
-		descUp, descLastSuccess, descSnapshotAge} {
+		descUp, descLastSuccess} {
 		ch <- d
 	}
 	describeRebalance(ch)
@@ -98,6 +132,12 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.src.Current()
+	if c.part != partSnapshot {
+		c.collectAge(ch, s)
+	}
+	if c.part == partAge {
+		return
+	}
 	c.collectGroups(ch, s)
 	c.collectOffsets(ch, s)
 	c.collectRebalance(ch, s)
@@ -167,7 +207,6 @@ func (c *Collector) collectOffsets(ch chan<- prometheus.Metric, s *store.Snapsho
 }
 
 func (c *Collector) collectSelf(ch chan<- prometheus.Metric, s *store.Snapshot) {
-	now := c.opts.Now()
 	up := 1.0
 	for _, loop := range cluster.Loops {
 		ls := s.Loops[loop]
@@ -176,12 +215,43 @@ func (c *Collector) collectSelf(ch chan<- prometheus.Metric, s *store.Snapshot) 
 		}
 		if !ls.LastSuccess.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(ls.LastSuccess.UnixNano())/1e9, loop)
-			ch <- prometheus.MustNewConstMetric(descSnapshotAge, prometheus.GaugeValue, max(now.Sub(ls.LastSuccess).Seconds(), 0), loop)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
 }
 
+func (c *Collector) collectAge(ch chan<- prometheus.Metric, s *store.Snapshot) {
+	now := c.opts.Now()
+	for _, loop := range cluster.Loops {
+		if ls := s.Loops[loop]; !ls.LastSuccess.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descSnapshotAge, prometheus.GaugeValue, max(now.Sub(ls.LastSuccess).Seconds(), 0), loop)
+		}
+	}
+}
+
 // sortedKeys returns m's keys in order: series are emitted sorted, so
 // the exposition is stable.
 func sortedKeys[M ~map[K]V, K cmp.Ordered, V any](m M) []K { return slices.Sorted(maps.Keys(m)) }
+
+// SnapshotGatherer returns what renders one snapshot's metrics, for
+// web.MetricsOptions.Snapshot.
+func SnapshotGatherer(opts Options) func(*store.Snapshot) prometheus.Gatherer {
+	return func(s *store.Snapshot) prometheus.Gatherer {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(NewSnapshot(s, opts))
+		return reg
+	}
+}
+
+// LiveRegistry returns a registry of the metrics gathered at every scrape:
+// src's snapshot age and the given collectors (the poller's instruments,
+// build, Go and process metrics), for web.MetricsOptions.Live.
+func LiveRegistry(src Source, opts Options, cs ...prometheus.Collector) (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range append([]prometheus.Collector{NewAge(src, opts)}, cs...) {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return reg, nil
+}

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
@@ -119,14 +118,17 @@ func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerol
 	st := store.New(store.Options{Log: log, Analyzers: store.NewAnalyzers(cfg, log)})
 	defer p.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collector.New(st, collector.Options{MemberMetrics: cfg.MemberMetrics}),
+	copts := collector.Options{MemberMetrics: cfg.MemberMetrics}
+	live, err := collector.LiveRegistry(st, copts,
 		p.Metrics(),
 		versioncollector.NewCollector("kafka_rebalance_exporter"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if err != nil {
+		return err
+	}
+	metrics := web.MetricsOptions{Snapshot: collector.SnapshotGatherer(copts), Live: live, MaxInFlight: cfg.WebMaxScrapes, Log: log}
 
 	ln, err := net.Listen("tcp", cfg.ListenAddress)
 	if err != nil {
@@ -137,7 +139,7 @@ func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerol
 		groups = web.Groups{}
 	}
 	srv := &http.Server{
-		Handler:           web.Handler(web.Options{TelemetryPath: cfg.TelemetryPath, Gatherer: reg, Source: st, Log: log, Groups: groups}),
+		Handler:           web.Handler(web.Options{TelemetryPath: cfg.TelemetryPath, Metrics: metrics, Source: st, Log: log, Groups: groups}),
 		ReadHeaderTimeout: cfg.WebReadTimeout,
 		ReadTimeout:       cfg.WebReadTimeout,
 		WriteTimeout:      cfg.WebWriteTimeout,

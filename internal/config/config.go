@@ -50,6 +50,7 @@ type Config struct {
 	WebReadTimeout  time.Duration `envconfig:"WEB_READ_TIMEOUT" default:"10s" desc:"HTTP: time to read a request, headers included."`
 	WebWriteTimeout time.Duration `envconfig:"WEB_WRITE_TIMEOUT" default:"60s" desc:"HTTP: time to write a response; a scraper that stops reading is cut off after it."`
 	WebIdleTimeout  time.Duration `envconfig:"WEB_IDLE_TIMEOUT" default:"30s" desc:"HTTP: how long an idle keep-alive connection is kept."`
+	WebMaxScrapes   int           `envconfig:"WEB_MAX_SCRAPES" default:"10" desc:"Concurrent /metrics requests served; more get 503 at once. Scrapes of one snapshot share one rendering."`
 	LogLevel        string        `envconfig:"LOG_LEVEL" default:"info" desc:"Log level: debug, info, warn, error."`
 	LogFormat       string        `envconfig:"LOG_FORMAT" default:"json" desc:"Log format: json or console."`
 
@@ -182,6 +183,9 @@ func (c *Config) validate() error {
 		if err := web.Validate(c.WebConfigFile); err != nil {
 			return &Error{"WEB_CONFIG_FILE", err.Error()}
 		}
+	}
+	if c.WebMaxScrapes < 1 {
+		return &Error{"WEB_MAX_SCRAPES", "must be at least 1"}
 	}
 	for _, d := range []struct {
 		name string

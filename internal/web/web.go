@@ -1,5 +1,11 @@
 // Package web serves the exporter's HTTP endpoints: metrics, a landing
 // page, liveness and readiness probes, and the JSON group API.
+//
+// A scrape never touches Kafka and costs about one write of prepared
+// bytes: each snapshot's metrics are rendered once per format (text or
+// OpenMetrics, plain or gzip), when the first scrape asks, and shared by
+// every scrape of that snapshot; only the small set of live metrics is
+// gathered per scrape. Concurrent scrapes are bounded.
 package web
 
 import (
@@ -9,8 +15,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
@@ -25,7 +29,7 @@ type Source interface {
 // Options configure the handler.
 type Options struct {
 	TelemetryPath string
-	Gatherer      prometheus.Gatherer
+	Metrics       MetricsOptions
 	Source        Source
 	Log           zerolog.Logger
 	// Groups renders the JSON group API; nil disables it.
@@ -41,10 +45,7 @@ type GroupAPI interface {
 // Handler returns the exporter's HTTP handler.
 func Handler(o Options) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(o.TelemetryPath, promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
-		ErrorLog:          promLogger{o.Log},
-		EnableOpenMetrics: true,
-	}))
+	mux.Handle(o.TelemetryPath, newMetricsHandler(o.Source, o.Metrics))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -116,7 +117,3 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
-
-type promLogger struct{ log zerolog.Logger }
-
-func (l promLogger) Println(v ...any) { l.log.Error().Msg(fmt.Sprint(v...)) }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
@@ -37,9 +36,12 @@ func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
 
 func TestEndpoints(t *testing.T) {
 	st := store.New(store.Options{Log: zerolog.Nop(), Analyzers: store.Analyzers{Rebalance: rebalance.NewTracker(rebalance.Options{})}})
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector.New(st, collector.Options{}))
-	srv := httptest.NewServer(web.Handler(web.Options{TelemetryPath: "/metrics", Gatherer: reg, Source: st, Log: zerolog.Nop(), Groups: web.Groups{}}))
+	live, err := collector.LiveRegistry(st, collector.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := web.MetricsOptions{Snapshot: collector.SnapshotGatherer(collector.Options{}), Live: live, MaxInFlight: 4, Log: zerolog.Nop()}
+	srv := httptest.NewServer(web.Handler(web.Options{TelemetryPath: "/metrics", Metrics: metrics, Source: st, Log: zerolog.Nop(), Groups: web.Groups{}}))
 	defer srv.Close()
 
 	st.GroupsPolled(nil, &kafka.StageError{Stage: kafka.StageConnect, Broker: -1, Err: errors.New("dial tcp: connection refused")})
