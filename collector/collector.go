@@ -1,18 +1,32 @@
-// Package collector renders the exporter's latest snapshot as Prometheus
-// metrics. It never talks to Kafka: a scrape costs the same whether the
-// cluster is up, slow or gone, and says how fresh its data is.
+// Package collector renders the exporter's snapshot as Prometheus metrics.
+// It never talks to Kafka: a scrape costs the same whether the cluster is
+// up, slow or gone, and says how fresh its data is.
+//
+// Render writes a snapshot straight into the exposition formats
+// (internal/exposition); that is what /metrics serves, once per snapshot
+// and format. Collector wraps the same rendering as a prometheus.Collector
+// (by parsing it back) for registries, testutil comparisons and lint: there
+// is one definition of every series, the families table and the render
+// functions here.
 package collector
 
 import (
+	"bytes"
 	"cmp"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/exposition"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
@@ -33,9 +47,281 @@ type Options struct {
 	MemberMetrics bool
 }
 
-// Collector is a prometheus.Collector over a Source. The poller's own
-// instruments (requests, poll durations, errors by stage) are registered
-// beside it (kafka.Metrics).
+// family is one metric family: its name, help and type. Every family the
+// collector exports is a variable below, so a name is written once.
+type family struct {
+	name, help string
+	typ        exposition.Type
+}
+
+var (
+	famCurrentOffset = family{"kafka_consumergroup_current_offset",
+		"Committed offset of the consumer group in the partition.", exposition.Gauge}
+	famLag = family{"kafka_consumergroup_lag",
+		"Messages the consumer group is behind: log end offset minus committed offset, never negative. Only partitions with a committed offset.", exposition.Gauge}
+	famLagSum = family{"kafka_consumergroup_lag_sum",
+		"Sum of kafka_consumergroup_lag over the topic's partitions.", exposition.Gauge}
+	famMembers = family{"kafka_consumergroup_members",
+		"Members of the consumer group.", exposition.Gauge}
+	famState = family{"kafka_consumergroup_state",
+		"Group state as the coordinator reports it: 1 for the current state, 0 for the others.", exposition.Gauge}
+	famInfo = family{"kafka_consumergroup_info",
+		"Constant 1 with the group's type, protocol type, assignor, coordinator broker and generation source as labels.", exposition.Gauge}
+
+	famTopicPartitions = family{"kafka_topic_partitions",
+		"Partitions of the topic.", exposition.Gauge}
+	famTopicCurrent = family{"kafka_topic_partition_current_offset",
+		"Log end offset (high watermark) of the partition.", exposition.Gauge}
+	famTopicOldest = family{"kafka_topic_partition_oldest_offset",
+		"Log start offset of the partition.", exposition.Gauge}
+	famBrokers = family{"kafka_brokers",
+		"Brokers in the cluster according to the latest metadata.", exposition.Gauge}
+
+	famUp = family{SelfPrefix + "up",
+		"1 when the latest poll of every loop fully succeeded, else 0.", exposition.Gauge}
+	famLastSuccess = family{SelfPrefix + "last_successful_poll_timestamp_seconds",
+		"Unix time of the loop's last fully successful poll.", exposition.Gauge}
+	famSnapshotAge = family{SelfPrefix + "snapshot_age_seconds",
+		"Age of the data served for the loop: now minus the time of its last successful poll.", exposition.Gauge}
+)
+
+// Render writes every metric that depends on s alone (everything but the
+// snapshot age, which RenderAge writes at each scrape), family by family
+// in name order, series in label order, labels in name order: the order a
+// registry gathers them in.
+func Render(w *exposition.Writer, s *store.Snapshot, opts Options) {
+	r := renderer{w: w, s: s, opts: opts}
+	if s.Groups != nil {
+		r.groups = sortedKeys(s.Groups.Groups)
+	}
+	if s.Offsets != nil {
+		r.committed = sortedKeys(s.Offsets.Committed)
+		r.topics = sortedKeys(s.Offsets.Topics)
+	}
+	// Name order, as a registry would gather them.
+	r.brokers()
+	r.rebalance(famAssignmentEpoch, r.assignmentEpoch)
+	r.currentOffsets()
+	r.rebalance(famGeneration, r.generation)
+	r.info()
+	r.lag()
+	r.lagSeconds()
+	r.lagSum()
+	r.rebalance(famLastRebalance, r.lastRebalance)
+	r.maxLagSeconds()
+	r.memberPartitions()
+	r.rebalance(famMemberJoins, r.memberJoins)
+	r.rebalance(famMemberLeaves, r.memberLeaves)
+	r.members()
+	r.rebalance(famOwnerChanges, r.ownerChanges)
+	r.rebalance(famRebalanceDuration, r.rebalanceDuration)
+	r.rebalance(famRebalanceInProgress, r.rebalanceInProgress)
+	r.rebalance(famRebalances, r.rebalances)
+	r.rebalance(famRebalancing, r.rebalancing)
+	r.state()
+	r.status()
+	r.lastSuccess()
+	r.up()
+	r.topicCurrent()
+	r.topicOldest()
+	r.topicPartitions()
+}
+
+// RenderAge writes the snapshot's age at now.
+func RenderAge(w *exposition.Writer, s *store.Snapshot, now time.Time) {
+	first := true
+	for _, loop := range cluster.Loops {
+		if ls := s.Loops[loop]; !ls.LastSuccess.IsZero() {
+			if first {
+				w.Family(famSnapshotAge.name, famSnapshotAge.help, famSnapshotAge.typ)
+				first = false
+			}
+			w.Sample(famSnapshotAge.name, max(now.Sub(ls.LastSuccess).Seconds(), 0), "loop", loop)
+		}
+	}
+}
+
+// renderer writes one snapshot.
+type renderer struct {
+	w         *exposition.Writer
+	s         *store.Snapshot
+	opts      Options
+	groups    []string // sorted group names of the groups observation
+	committed []string // sorted groups with committed offsets
+	topics    []string // sorted topics of the offsets observation
+}
+
+// head writes f's HELP and TYPE the first time; families with no series
+// are left out, as a registry leaves them out.
+type head struct {
+	w    *exposition.Writer
+	f    family
+	done bool
+}
+
+func (h *head) write() {
+	if !h.done {
+		h.w.Family(h.f.name, h.f.help, h.f.typ)
+		h.done = true
+	}
+}
+
+func (r *renderer) head(f family) *head { return &head{w: r.w, f: f} }
+
+func (r *renderer) brokers() {
+	if o := r.s.Offsets; o != nil {
+		r.w.Family(famBrokers.name, famBrokers.help, famBrokers.typ)
+		r.w.Int(famBrokers.name, int64(o.Brokers))
+	}
+}
+
+func (r *renderer) members() {
+	h := r.head(famMembers)
+	for _, name := range r.groups {
+		h.write()
+		r.w.Int(famMembers.name, int64(len(r.s.Groups.Groups[name].Members)), "consumergroup", name)
+	}
+}
+
+func (r *renderer) state() {
+	h := r.head(famState)
+	for _, name := range r.groups {
+		h.write()
+		g := r.s.Groups.Groups[name]
+		known := slices.Contains(cluster.AllStates, g.State) && g.State != "Unknown"
+		for _, st := range sortedStates {
+			v := int64(0)
+			if st == g.State || (st == "Unknown" && !known) {
+				v = 1
+			}
+			r.w.Int(famState.name, v, "consumergroup", name, "state", st)
+		}
+	}
+}
+
+// sortedStates is cluster.AllStates in label order.
+var sortedStates = slices.Sorted(slices.Values(cluster.AllStates))
+
+func (r *renderer) info() {
+	h := r.head(famInfo)
+	for _, name := range r.groups {
+		h.write()
+		g := r.s.Groups.Groups[name]
+		r.w.Int(famInfo.name, 1, "assignor", g.Assignor, "consumergroup", name, "coordinator", strconv.Itoa(int(g.Coordinator)),
+			"generation_source", r.s.Rebalance[name].GenerationSource, "group_type", g.Type, "protocol_type", g.ProtocolType)
+	}
+}
+
+// partitionsOf calls fn for each committed partition of each group, in
+// label order (partition IDs compare as strings, as a registry sorts them).
+func (r *renderer) partitionsOf(fn func(group, topic string, t *cluster.Topic, id int32, part string, committed int64)) {
+	o := r.s.Offsets
+	for _, group := range r.committed {
+		for _, topic := range sortedKeys(o.Committed[group]) {
+			parts := o.Committed[group][topic]
+			for _, id := range labelOrder(parts) {
+				fn(group, topic, o.Topics[topic], id, strconv.Itoa(int(id)), parts[id])
+			}
+		}
+	}
+}
+
+func (r *renderer) currentOffsets() {
+	h := r.head(famCurrentOffset)
+	r.partitionsOf(func(group, topic string, _ *cluster.Topic, _ int32, part string, off int64) {
+		h.write()
+		r.w.Int(famCurrentOffset.name, off, "consumergroup", group, "partition", part, "topic", topic)
+	})
+}
+
+func (r *renderer) lag() {
+	h := r.head(famLag)
+	r.partitionsOf(func(group, topic string, t *cluster.Topic, id int32, part string, off int64) {
+		if lag, ok := cluster.Lag(t, id, off); ok {
+			h.write()
+			r.w.Int(famLag.name, lag, "consumergroup", group, "partition", part, "topic", topic)
+		}
+	})
+}
+
+func (r *renderer) lagSum() {
+	h := r.head(famLagSum)
+	o := r.s.Offsets
+	for _, group := range r.committed {
+		for _, topic := range sortedKeys(o.Committed[group]) {
+			if sum, ok := cluster.TopicLag(o.Topics[topic], o.Committed[group][topic]); ok {
+				h.write()
+				r.w.Int(famLagSum.name, sum, "consumergroup", group, "topic", topic)
+			}
+		}
+	}
+}
+
+func (r *renderer) topicPartitions() {
+	h := r.head(famTopicPartitions)
+	for _, name := range r.topics {
+		h.write()
+		r.w.Int(famTopicPartitions.name, int64(len(r.s.Offsets.Topics[name].Partitions)), "topic", name)
+	}
+}
+
+func (r *renderer) topicOffsets(f family, value func(cluster.Partition) int64) {
+	h := r.head(f)
+	for _, name := range r.topics {
+		t := r.s.Offsets.Topics[name]
+		for _, id := range labelOrder(t.Partitions) {
+			if v := value(t.Partitions[id]); v >= 0 {
+				h.write()
+				r.w.Int(f.name, v, "partition", strconv.Itoa(int(id)), "topic", name)
+			}
+		}
+	}
+}
+
+func (r *renderer) topicCurrent() {
+	r.topicOffsets(famTopicCurrent, func(p cluster.Partition) int64 { return p.Newest })
+}
+
+func (r *renderer) topicOldest() {
+	r.topicOffsets(famTopicOldest, func(p cluster.Partition) int64 { return p.Oldest })
+}
+
+func (r *renderer) lastSuccess() {
+	h := r.head(famLastSuccess)
+	for _, loop := range slices.Sorted(slices.Values(cluster.Loops)) {
+		if ls := r.s.Loops[loop]; !ls.LastSuccess.IsZero() {
+			h.write()
+			r.w.Sample(famLastSuccess.name, float64(ls.LastSuccess.UnixNano())/1e9, "loop", loop)
+		}
+	}
+}
+
+func (r *renderer) up() {
+	up := int64(1)
+	for _, loop := range cluster.Loops {
+		if !r.s.Loops[loop].LastOK {
+			up = 0
+		}
+	}
+	r.w.Family(famUp.name, famUp.help, famUp.typ)
+	r.w.Int(famUp.name, up)
+}
+
+// sortedKeys returns m's keys in order: series are written sorted, so
+// the exposition is stable.
+func sortedKeys[M ~map[K]V, K cmp.Ordered, V any](m M) []K { return slices.Sorted(maps.Keys(m)) }
+
+// labelOrder returns partition IDs in the order of their label values
+// ("10" before "2"), the order a registry gathers them in.
+func labelOrder[V any](m map[int32]V) []int32 {
+	ids := sortedKeys(m)
+	slices.SortFunc(ids, func(a, b int32) int { return cmp.Compare(strconv.Itoa(int(a)), strconv.Itoa(int(b))) })
+	return ids
+}
+
+// Collector is a prometheus.Collector over a Source, for registries,
+// testutil and lint: it renders the current snapshot and parses the text
+// back. The exporter's /metrics serves Render's bytes instead.
 type Collector struct {
 	src  Source
 	opts Options
@@ -43,8 +329,7 @@ type Collector struct {
 }
 
 // part selects what a Collector exports: everything, the metrics fixed by
-// the snapshot (rendered once per snapshot), or the snapshot's age (which
-// changes with the clock, so it is rendered at every scrape).
+// the snapshot, or the snapshot's age.
 type part int
 
 const (
@@ -77,169 +362,74 @@ type fixed struct{ s *store.Snapshot }
 
 func (f fixed) Current() *store.Snapshot { return f.s }
 
-var (
-	groupLabels     = []string{"consumergroup"}
-	partitionLabels = []string{"consumergroup", "topic", "partition"}
-
-	descCurrentOffset = prometheus.NewDesc("kafka_consumergroup_current_offset",
-		"Committed offset of the consumer group in the partition.", partitionLabels, nil)
-	descLag = prometheus.NewDesc("kafka_consumergroup_lag",
-		"Messages the consumer group is behind: log end offset minus committed offset, never negative. Only partitions with a committed offset.", partitionLabels, nil)
-	descLagSum = prometheus.NewDesc("kafka_consumergroup_lag_sum",
-		"Sum of kafka_consumergroup_lag over the topic's partitions.", []string{"consumergroup", "topic"}, nil)
-	descMembers = prometheus.NewDesc("kafka_consumergroup_members",
-		"Members of the consumer group.", groupLabels, nil)
-	descState = prometheus.NewDesc("kafka_consumergroup_state",
-		"Group state as the coordinator reports it: 1 for the current state, 0 for the others.", []string{"consumergroup", "state"}, nil)
-	descInfo = prometheus.NewDesc("kafka_consumergroup_info",
-		"Constant 1 with the group's type, protocol type, assignor, coordinator broker and generation source as labels.",
-		[]string{"consumergroup", "group_type", "protocol_type", "assignor", "coordinator", "generation_source"}, nil)
-
-	descTopicPartitions = prometheus.NewDesc("kafka_topic_partitions",
-		"Partitions of the topic.", []string{"topic"}, nil)
-	descTopicCurrent = prometheus.NewDesc("kafka_topic_partition_current_offset",
-		"Log end offset (high watermark) of the partition.", []string{"topic", "partition"}, nil)
-	descTopicOldest = prometheus.NewDesc("kafka_topic_partition_oldest_offset",
-		"Log start offset of the partition.", []string{"topic", "partition"}, nil)
-	descBrokers = prometheus.NewDesc("kafka_brokers",
-		"Brokers in the cluster according to the latest metadata.", nil, nil)
-
-	descUp = prometheus.NewDesc(SelfPrefix+"up",
-		"1 when the latest poll of every loop fully succeeded, else 0.", nil, nil)
-	descLastSuccess = prometheus.NewDesc(SelfPrefix+"last_successful_poll_timestamp_seconds",
-		"Unix time of the loop's last fully successful poll.", []string{"loop"}, nil)
-	descSnapshotAge = prometheus.NewDesc(SelfPrefix+"snapshot_age_seconds",
-		"Age of the data served for the loop: now minus the time of its last successful poll.", []string{"loop"}, nil)
-)
-
-// Describe implements prometheus.Collector.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	if c.part != partSnapshot {
-		ch <- descSnapshotAge
-	}
-	if c.part == partAge {
-		return
-	}
-	for _, d := range []*prometheus.Desc{descCurrentOffset, descLag, descLagSum, descMembers, descState, descInfo,
-		descTopicPartitions, descTopicCurrent, descTopicOldest, descBrokers,
-		descUp, descLastSuccess} {
-		ch <- d
-	}
-	describeRebalance(ch)
-	describeLagTime(ch)
-}
+// Describe implements prometheus.Collector. It describes nothing: the
+// families depend on the snapshot, so the collector is unchecked.
+func (c *Collector) Describe(chan<- *prometheus.Desc) {}
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.src.Current()
+	w := exposition.NewWriter(exposition.Text, 0)
+	if c.part != partAge {
+		Render(w, s, c.opts)
+	}
 	if c.part != partSnapshot {
-		c.collectAge(ch, s)
+		RenderAge(w, s, c.opts.Now())
 	}
-	if c.part == partAge {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(w.Bytes()))
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(prometheus.NewDesc("kafka_rebalance_exporter_render_error", "Rendering failed.", nil, nil), err)
 		return
 	}
-	c.collectGroups(ch, s)
-	c.collectOffsets(ch, s)
-	c.collectRebalance(ch, s)
-	c.collectLagTime(ch, s)
-	c.collectSelf(ch, s)
-}
-
-func (c *Collector) collectGroups(ch chan<- prometheus.Metric, s *store.Snapshot) {
-	if s.Groups == nil {
-		return
-	}
-	for _, name := range sortedKeys(s.Groups.Groups) {
-		g := s.Groups.Groups[name]
-		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(len(g.Members)), name)
-		known := false
-		for _, st := range cluster.AllStates {
-			v := 0.0
-			if st == g.State {
-				v, known = 1, true
-			}
-			if st == "Unknown" && !known {
-				v = 1
-			}
-			ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, name, st)
-		}
-		ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1,
-			name, g.Type, g.ProtocolType, g.Assignor, strconv.Itoa(int(g.Coordinator)), s.Rebalance[name].GenerationSource)
-	}
-}
-
-func (c *Collector) collectOffsets(ch chan<- prometheus.Metric, s *store.Snapshot) {
-	o := s.Offsets
-	if o == nil {
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(descBrokers, prometheus.GaugeValue, float64(o.Brokers))
-	for _, name := range sortedKeys(o.Topics) {
-		t := o.Topics[name]
-		ch <- prometheus.MustNewConstMetric(descTopicPartitions, prometheus.GaugeValue, float64(len(t.Partitions)), name)
-		for _, id := range sortedKeys(t.Partitions) {
-			p := t.Partitions[id]
-			part := strconv.Itoa(int(id))
-			if p.Newest >= 0 {
-				ch <- prometheus.MustNewConstMetric(descTopicCurrent, prometheus.GaugeValue, float64(p.Newest), name, part)
-			}
-			if p.Oldest >= 0 {
-				ch <- prometheus.MustNewConstMetric(descTopicOldest, prometheus.GaugeValue, float64(p.Oldest), name, part)
-			}
-		}
-	}
-	for _, group := range sortedKeys(o.Committed) {
-		for _, topic := range sortedKeys(o.Committed[group]) {
-			t, parts := o.Topics[topic], o.Committed[group][topic]
-			for _, id := range sortedKeys(parts) {
-				off := parts[id]
-				part := strconv.Itoa(int(id))
-				ch <- prometheus.MustNewConstMetric(descCurrentOffset, prometheus.GaugeValue, float64(off), group, topic, part)
-				if lag, ok := cluster.Lag(t, id, off); ok {
-					ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(lag), group, topic, part)
-				}
-			}
-			if sum, ok := cluster.TopicLag(t, parts); ok {
-				ch <- prometheus.MustNewConstMetric(descLagSum, prometheus.GaugeValue, float64(sum), group, topic)
-			}
+	for _, name := range sortedKeys(mfs) {
+		mf := mfs[name]
+		for _, m := range mf.GetMetric() {
+			ch <- parsed{desc: descOf(mf, m), m: m}
 		}
 	}
 }
 
-func (c *Collector) collectSelf(ch chan<- prometheus.Metric, s *store.Snapshot) {
-	up := 1.0
-	for _, loop := range cluster.Loops {
-		ls := s.Loops[loop]
-		if !ls.LastOK {
-			up = 0
-		}
-		if !ls.LastSuccess.IsZero() {
-			ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(ls.LastSuccess.UnixNano())/1e9, loop)
-		}
-	}
-	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
+// parsed is one series read back from the rendering.
+type parsed struct {
+	desc *prometheus.Desc
+	m    *dto.Metric
 }
 
-func (c *Collector) collectAge(ch chan<- prometheus.Metric, s *store.Snapshot) {
-	now := c.opts.Now()
-	for _, loop := range cluster.Loops {
-		if ls := s.Loops[loop]; !ls.LastSuccess.IsZero() {
-			ch <- prometheus.MustNewConstMetric(descSnapshotAge, prometheus.GaugeValue, max(now.Sub(ls.LastSuccess).Seconds(), 0), loop)
+func (p parsed) Desc() *prometheus.Desc { return p.desc }
+
+func (p parsed) Write(out *dto.Metric) error {
+	out.Label, out.Gauge, out.Counter, out.Histogram = p.m.Label, p.m.Gauge, p.m.Counter, p.m.Histogram
+	if h := out.Histogram; h != nil {
+		// The text format lists the +Inf bucket; a client_golang
+		// histogram leaves it implicit.
+		if n := len(h.Bucket); n > 0 && math.IsInf(h.Bucket[n-1].GetUpperBound(), 1) {
+			out.Histogram = &dto.Histogram{SampleCount: h.SampleCount, SampleSum: h.SampleSum, Bucket: h.Bucket[:n-1]}
 		}
 	}
+	return nil
 }
 
-// sortedKeys returns m's keys in order: series are emitted sorted, so
-// the exposition is stable.
-func sortedKeys[M ~map[K]V, K cmp.Ordered, V any](m M) []K { return slices.Sorted(maps.Keys(m)) }
+func descOf(mf *dto.MetricFamily, m *dto.Metric) *prometheus.Desc {
+	labels := make([]string, 0, len(m.GetLabel()))
+	for _, l := range m.GetLabel() {
+		labels = append(labels, l.GetName())
+	}
+	return prometheus.NewDesc(mf.GetName(), mf.GetHelp(), labels, nil)
+}
 
-// SnapshotGatherer returns what renders one snapshot's metrics, for
-// web.MetricsOptions.Snapshot.
-func SnapshotGatherer(opts Options) func(*store.Snapshot) prometheus.Gatherer {
-	return func(s *store.Snapshot) prometheus.Gatherer {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(NewSnapshot(s, opts))
-		return reg
+// SnapshotRenderer returns what renders one snapshot for /metrics, for
+// web.MetricsOptions.Render.
+//
+// Each rendering starts with room for the previous one's size, so a large
+// exposition is not copied over and over as it grows.
+func SnapshotRenderer(opts Options) func(*store.Snapshot, exposition.Format) []byte {
+	var last atomic.Int64
+	return func(s *store.Snapshot, f exposition.Format) []byte {
+		w := exposition.NewWriter(f, int(last.Load()+last.Load()/8)+1<<12)
+		Render(w, s, opts)
+		last.Store(int64(w.Len()))
+		return w.Bytes()
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden.prom from the current output")
@@ -77,7 +78,7 @@ func TestGoldenExposition(t *testing.T) {
 	st := goldenStore(t, t0)
 	c := collector.New(st, collector.Options{Now: func() time.Time { return t0.Add(15 * time.Second) }})
 
-	got := scrape(t, c)
+	got := testkit.Text(t, c)
 	if *update {
 		if err := os.WriteFile("testdata/golden.prom", []byte(got), 0o644); err != nil {
 			t.Fatal(err)

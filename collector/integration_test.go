@@ -1,7 +1,6 @@
 package collector_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 // world is a quiesced cluster with known production and consumption, so
@@ -109,26 +108,26 @@ func TestLagEqualsLogEndMinusCommitted(t *testing.T) {
 	}
 	// A partition nobody committed to has no lag series: the "silent"
 	// topic got no records, so billing never committed there.
-	text := scrape(t, c)
-	for _, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(line, "kafka_consumergroup_") && strings.Contains(line, `topic="silent"`) {
-			t.Errorf("group series for a partition without a committed offset: %s", line)
+	series := testkit.Collect(t, c)
+	for key := range series.Match("", "topic", "silent") {
+		if strings.HasPrefix(key, "kafka_consumergroup_") {
+			t.Errorf("group series for a partition without a committed offset: %s", key)
 		}
 	}
-	for _, want := range []string{
-		`kafka_consumergroup_lag_sum{consumergroup="billing",topic="orders"} 17`,
-		`kafka_consumergroup_current_offset{consumergroup="shipping",partition="0",topic="orders"} 17`,
-		`kafka_topic_partition_current_offset{partition="0",topic="orders"} 20`,
-		`kafka_topic_partition_oldest_offset{partition="0",topic="orders"} 0`,
-		`kafka_topic_partitions{topic="orders"} 3`,
-		`kafka_brokers 3`,
-		`kafka_consumergroup_members{consumergroup="billing"} 0`,
-		`kafka_consumergroup_state{consumergroup="billing",state="Empty"} 1`,
-		`kafka_consumergroup_state{consumergroup="billing",state="Stable"} 0`,
-		`kafka_rebalance_exporter_up 1`,
+	for key, want := range map[string]float64{
+		`kafka_consumergroup_lag_sum{consumergroup="billing",topic="orders"}`:                       17,
+		`kafka_consumergroup_current_offset{consumergroup="shipping",partition="0",topic="orders"}`: 17,
+		`kafka_topic_partition_current_offset{partition="0",topic="orders"}`:                        20,
+		`kafka_topic_partition_oldest_offset{partition="0",topic="orders"}`:                         0,
+		`kafka_topic_partitions{topic="orders"}`:                                                    3,
+		`kafka_brokers`:                                                                             3,
+		`kafka_consumergroup_members{consumergroup="billing"}`:                                      0,
+		`kafka_consumergroup_state{consumergroup="billing",state="Empty"}`:                          1,
+		`kafka_consumergroup_state{consumergroup="billing",state="Stable"}`:                         0,
+		`kafka_rebalance_exporter_up`:                                                               1,
 	} {
-		if !strings.Contains(text, want+"\n") {
-			t.Errorf("scrape lacks %s", want)
+		if got, ok := series[key]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
 		}
 	}
 	assertLintClean(t, c)
@@ -185,21 +184,21 @@ func TestKIP848GroupMembersStateAndLag(t *testing.T) {
 	}
 	e := kafkatest.NewExporter(t, kafkatest.Config(t, addrs, nil))
 	col := collector.New(e.Store, collector.Options{})
-	kafkatest.Eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, 25*time.Millisecond, "next-gen exported as a Stable KIP-848 group with lag 20", func() error {
 		if err := e.TryPoll(); err != nil {
 			return err
 		}
-		text := scrape(t, col)
-		for _, want := range []string{
-			`kafka_consumergroup_members{consumergroup="next-gen"} 2`,
-			`kafka_consumergroup_state{consumergroup="next-gen",state="Stable"} 1`,
-			`kafka_consumergroup_lag_sum{consumergroup="next-gen",topic="events"} 20`,
+		series := testkit.Collect(t, col)
+		for key, want := range map[string]float64{
+			`kafka_consumergroup_members{consumergroup="next-gen"}`:                2,
+			`kafka_consumergroup_state{consumergroup="next-gen",state="Stable"}`:   1,
+			`kafka_consumergroup_lag_sum{consumergroup="next-gen",topic="events"}`: 20,
 		} {
-			if !strings.Contains(text, want+"\n") {
-				return fmt.Errorf("scrape lacks %s", want)
+			if got, ok := series[key]; !ok || got != want {
+				return fmt.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
 			}
 		}
-		if !strings.Contains(text, `group_type="consumer"`) {
+		if len(series.Match("", "group_type", "consumer")) == 0 {
 			return fmt.Errorf("info lacks group_type consumer")
 		}
 		return nil
@@ -213,8 +212,8 @@ func TestDeletedGroupAndTopicVanish(t *testing.T) {
 	e := kafkatest.NewExporter(t, kafkatest.Config(t, w.addrs, nil))
 	c := collector.New(e.Store, collector.Options{})
 	e.Poll(t)
-	text := scrape(t, c)
-	if !strings.Contains(text, `consumergroup="shipping"`) || !strings.Contains(text, `topic="payments"`) {
+	series := testkit.Collect(t, c)
+	if len(series.Match("", "consumergroup", "shipping")) == 0 || len(series.Match("", "topic", "payments")) == 0 {
 		t.Fatal("scenario groups and topics not exported before deletion")
 	}
 
@@ -228,14 +227,14 @@ func TestDeletedGroupAndTopicVanish(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.Poll(t)
-	text = scrape(t, c)
-	if strings.Contains(text, `consumergroup="shipping"`) {
+	series = testkit.Collect(t, c)
+	if len(series.Match("", "consumergroup", "shipping")) != 0 {
 		t.Error("deleted group still exported")
 	}
-	if strings.Contains(text, `topic="payments"`) {
+	if len(series.Match("", "topic", "payments")) != 0 {
 		t.Error("deleted topic still exported")
 	}
-	if !strings.Contains(text, `consumergroup="billing"`) {
+	if len(series.Match("", "consumergroup", "billing")) == 0 {
 		t.Error("surviving group missing")
 	}
 }
@@ -247,15 +246,15 @@ func TestFilters(t *testing.T) {
 		"TOPIC_INCLUDE": ".*", "TOPIC_EXCLUDE": "pay.*",
 	}))
 	e.Poll(t)
-	text := scrape(t, collector.New(e.Store, collector.Options{}))
-	for _, absent := range []string{`consumergroup="shipping"`, `consumergroup="audit"`, `topic="payments"`} {
-		if strings.Contains(text, absent) {
-			t.Errorf("filtered %s is exported", absent)
+	series := testkit.Collect(t, collector.New(e.Store, collector.Options{}))
+	for _, absent := range [][2]string{{"consumergroup", "shipping"}, {"consumergroup", "audit"}, {"topic", "payments"}} {
+		if len(series.Match("", absent[0], absent[1])) != 0 {
+			t.Errorf("filtered %s=%q is exported", absent[0], absent[1])
 		}
 	}
-	for _, present := range []string{`consumergroup="billing"`, `topic="orders"`} {
-		if !strings.Contains(text, present) {
-			t.Errorf("included %s is missing", present)
+	for _, present := range [][2]string{{"consumergroup", "billing"}, {"topic", "orders"}} {
+		if len(series.Match("", present[0], present[1])) == 0 {
+			t.Errorf("included %s=%q is missing", present[0], present[1])
 		}
 	}
 }
@@ -311,23 +310,4 @@ func admin(t *testing.T, addrs []string) *kadm.Client {
 	}
 	t.Cleanup(cl.Close)
 	return kadm.NewClient(cl)
-}
-
-func scrape(t *testing.T, c prometheus.Collector) string {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(c); err != nil {
-		t.Fatal(err)
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	for _, mf := range mfs {
-		if _, err := expfmtWrite(&buf, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return buf.String()
 }

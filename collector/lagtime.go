@@ -3,42 +3,59 @@ package collector
 import (
 	"strconv"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/exposition"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/status"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
 var (
-	descLagSeconds = prometheus.NewDesc("kafka_consumergroup_lag_seconds",
-		"How long ago the partition's log end was at the group's committed offset: 0 when caught up; absent while the log end history is too short to say.", partitionLabels, nil)
-	descMaxLagSeconds = prometheus.NewDesc("kafka_consumergroup_max_lag_seconds",
-		"The group's largest kafka_consumergroup_lag_seconds.", groupLabels, nil)
-	descStatus = prometheus.NewDesc("kafka_consumergroup_status",
-		"Consumer health verdict over the recent offsets polls: 1 for the current status, 0 for the others (rules in docs/status.md).", []string{"consumergroup", "status"}, nil)
+	famLagSeconds = family{"kafka_consumergroup_lag_seconds",
+		"How long ago the partition's log end was at the group's committed offset: 0 when caught up; absent while the log end history is too short to say.", exposition.Gauge}
+	famMaxLagSeconds = family{"kafka_consumergroup_max_lag_seconds",
+		"The group's largest kafka_consumergroup_lag_seconds.", exposition.Gauge}
+	famStatus = family{"kafka_consumergroup_status",
+		"Consumer health verdict over the recent offsets polls: 1 for the current status, 0 for the others (rules in docs/status.md).", exposition.Gauge}
 )
 
-func describeLagTime(ch chan<- *prometheus.Desc) {
-	ch <- descLagSeconds
-	ch <- descMaxLagSeconds
-	ch <- descStatus
+// sortedStatuses is status.Statuses in label order.
+var sortedStatuses = sortedKeys(func() map[string]bool {
+	m := map[string]bool{}
+	for _, s := range status.Statuses {
+		m[s] = true
+	}
+	return m
+}())
+
+func (r *renderer) lagSeconds() {
+	h := r.head(famLagSeconds)
+	for _, g := range r.s.LagSeconds.Groups {
+		// Partitions are sorted by topic, then partition number; the
+		// series go in label order.
+		for _, p := range g.Partitions {
+			h.write()
+			r.w.Sample(famLagSeconds.name, p.Seconds, "consumergroup", g.Group, "partition", strconv.Itoa(int(p.Partition)), "topic", p.Topic)
+		}
+	}
 }
 
-func (c *Collector) collectLagTime(ch chan<- prometheus.Metric, s *store.Snapshot) {
-	for _, g := range s.LagSeconds.Groups {
-		for _, p := range g.Partitions {
-			ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, p.Seconds, g.Group, p.Topic, strconv.Itoa(int(p.Partition)))
-		}
-		ch <- prometheus.MustNewConstMetric(descMaxLagSeconds, prometheus.GaugeValue, g.MaxSeconds, g.Group)
+func (r *renderer) maxLagSeconds() {
+	h := r.head(famMaxLagSeconds)
+	for _, g := range r.s.LagSeconds.Groups {
+		h.write()
+		r.w.Sample(famMaxLagSeconds.name, g.MaxSeconds, "consumergroup", g.Group)
 	}
-	for _, name := range sortedKeys(s.Status) {
-		cur := s.Status[name].Status
-		for _, st := range status.Statuses {
-			v := 0.0
+}
+
+func (r *renderer) status() {
+	h := r.head(famStatus)
+	for _, name := range sortedKeys(r.s.Status) {
+		h.write()
+		cur := r.s.Status[name].Status
+		for _, st := range sortedStatuses {
+			v := int64(0)
 			if st == cur {
 				v = 1
 			}
-			ch <- prometheus.MustNewConstMetric(descStatus, prometheus.GaugeValue, v, name, st)
+			r.w.Int(famStatus.name, v, "consumergroup", name, "status", st)
 		}
 	}
 }

@@ -2,18 +2,16 @@ package collector_test
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
 	"github.com/rs/zerolog"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/exposition"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/web"
@@ -56,38 +54,31 @@ func bigStore(b *testing.B, groups int) *store.Store {
 	return st
 }
 
-// BenchmarkScrape compares a scrape that gathers and encodes the whole
-// snapshot (what every scrape cost before) with a scrape served from the
-// per-snapshot rendering.
+// BenchmarkScrape measures the one rendering of a snapshot (per format)
+// and a scrape served from it.
 //
 //	go test -run '^$' -bench Scrape -benchmem ./collector/
 func BenchmarkScrape(b *testing.B) {
 	for _, groups := range []int{2000} {
 		st := bigStore(b, groups)
-		b.Run(fmt.Sprintf("groups=%d/render", groups), func(b *testing.B) {
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collector.New(st, collector.Options{}))
-			b.ReportAllocs()
-			for b.Loop() {
-				mfs, err := reg.Gather()
-				if err != nil {
-					b.Fatal(err)
+		for _, f := range []exposition.Format{exposition.Text, exposition.OpenMetrics} {
+			b.Run(fmt.Sprintf("groups=%d/render/format=%d", groups, f), func(b *testing.B) {
+				render := collector.SnapshotRenderer(collector.Options{})
+				b.ReportAllocs()
+				var n int
+				for b.Loop() {
+					n = len(render(st.Current(), f))
 				}
-				enc := expfmt.NewEncoder(io.Discard, expfmt.NewFormat(expfmt.TypeTextPlain))
-				for _, mf := range mfs {
-					if err := enc.Encode(mf); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-		})
+				b.ReportMetric(float64(n), "bytes")
+			})
+		}
 		b.Run(fmt.Sprintf("groups=%d/cached", groups), func(b *testing.B) {
 			live, err := collector.LiveRegistry(st, collector.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			h := web.Handler(web.Options{TelemetryPath: "/metrics", Source: st, Log: zerolog.Nop(),
-				Metrics: web.MetricsOptions{Snapshot: collector.SnapshotGatherer(collector.Options{}), Live: live, MaxInFlight: 8, Log: zerolog.Nop()}})
+				Metrics: web.MetricsOptions{Render: collector.SnapshotRenderer(collector.Options{}), Live: live, MaxInFlight: 8, Log: zerolog.Nop()}})
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req) // the one rendering of this snapshot

@@ -128,7 +128,7 @@ func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerol
 	if err != nil {
 		return err
 	}
-	metrics := web.MetricsOptions{Snapshot: collector.SnapshotGatherer(copts), Live: live, MaxInFlight: cfg.WebMaxScrapes, Log: log}
+	metrics := web.MetricsOptions{Render: collector.SnapshotRenderer(copts), Live: live, MaxInFlight: cfg.WebMaxScrapes, Log: log}
 
 	ln, err := net.Listen("tcp", cfg.ListenAddress)
 	if err != nil {

@@ -22,7 +22,11 @@ var (
 
 type reference struct{}
 
-func (reference) Describe(ch chan<- *prometheus.Desc) { ch <- descGauge; ch <- descCount; ch <- descHist }
+func (reference) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descGauge
+	ch <- descCount
+	ch <- descHist
+}
 
 func (reference) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descGauge, prometheus.GaugeValue, 1234567, `a"b\c`+"\n", "0")

@@ -14,16 +14,17 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/rs/zerolog"
 
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/exposition"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
 
 // MetricsOptions configure the metrics handler.
 type MetricsOptions struct {
-	// Snapshot gathers the metrics that depend only on one snapshot. They
-	// are rendered once per snapshot and format, when the first scrape
-	// asks for them, and every scrape of that snapshot is served the same
-	// bytes.
-	Snapshot func(*store.Snapshot) prometheus.Gatherer
+	// Render writes the metrics that depend only on one snapshot. They are
+	// rendered once per snapshot and format, when the first scrape asks
+	// for them, and every scrape of that snapshot is served the same
+	// bytes (gzip-compressed once too, where asked).
+	Render func(*store.Snapshot, exposition.Format) []byte
 	// Live gathers the metrics that change between snapshots (the
 	// poller's counters, snapshot age, Go and process metrics) at every
 	// scrape; it must stay small. Its families must not repeat Snapshot's.
@@ -85,7 +86,7 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v.openMetrics {
 		format = expfmt.NewFormat(expfmt.TypeOpenMetrics)
 	}
-	cached, err := h.rendering(h.src.Current()).get(v, h.opts.Snapshot)
+	cached, err := h.rendering(h.src.Current()).get(v, h.opts.Render)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -119,7 +120,7 @@ func (h *metricsHandler) rendering(snap *store.Snapshot) *rendering {
 	return h.cur
 }
 
-func (r *rendering) get(v variant, gather func(*store.Snapshot) prometheus.Gatherer) ([]byte, error) {
+func (r *rendering) get(v variant, render func(*store.Snapshot, exposition.Format) []byte) ([]byte, error) {
 	r.mu.Lock()
 	p := r.parts[v]
 	if p == nil {
@@ -128,20 +129,22 @@ func (r *rendering) get(v variant, gather func(*store.Snapshot) prometheus.Gathe
 	}
 	r.mu.Unlock()
 	p.once.Do(func() {
-		mfs, err := gather(r.snap).Gather()
-		if err != nil {
-			p.err = err
-			return
-		}
-		format := expfmt.NewFormat(expfmt.TypeTextPlain)
+		f := exposition.Text
 		if v.openMetrics {
-			format = expfmt.NewFormat(expfmt.TypeOpenMetrics)
+			f = exposition.OpenMetrics
 		}
-		var buf bytes.Buffer
 		// The snapshot part ends without OpenMetrics' "# EOF": the live
 		// part follows it and closes the exposition.
-		p.err = encode(&buf, mfs, format, v.gzip, false)
-		p.b = buf.Bytes()
+		p.b = render(r.snap, f)
+		if v.gzip {
+			var buf bytes.Buffer
+			zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+			_, p.err = zw.Write(p.b)
+			if err := zw.Close(); p.err == nil {
+				p.err = err
+			}
+			p.b = buf.Bytes()
+		}
 	})
 	return p.b, p.err
 }
@@ -159,6 +162,8 @@ func writeLive(w io.Writer, g prometheus.Gatherer, format expfmt.Format, v varia
 	return encode(w, mfs, format, v.gzip, true)
 }
 
+// encode writes families in format, then (last, OpenMetrics) the end
+// marker.
 func encode(w io.Writer, mfs []*dto.MetricFamily, format expfmt.Format, gz, last bool) error {
 	var zw *gzip.Writer
 	if gz {

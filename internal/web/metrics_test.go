@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/exposition"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
@@ -26,17 +27,16 @@ type snapshotGauge struct {
 	renders atomic.Int64
 }
 
-var descGroups = prometheus.NewDesc("test_groups", "Groups in the snapshot.", nil, nil)
-
-func (g *snapshotGauge) gatherer(s *store.Snapshot) prometheus.Gatherer {
+func (g *snapshotGauge) render(s *store.Snapshot, f exposition.Format) []byte {
 	g.renders.Add(1)
-	reg := prometheus.NewPedanticRegistry()
 	n := 0
 	if s.Groups != nil {
 		n = len(s.Groups.Groups)
 	}
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "test_groups", Help: "Groups in the snapshot."}, func() float64 { return float64(n) }))
-	return reg
+	w := exposition.NewWriter(f, 0)
+	w.Family("test_groups", "Groups in the snapshot.", exposition.Gauge)
+	w.Int("test_groups", int64(n))
+	return w.Bytes()
 }
 
 func publish(st *store.Store, groups int) {
@@ -86,7 +86,7 @@ func TestMetricsRenderedOncePerSnapshot(t *testing.T) {
 	live.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "test_live_total", Help: "Live."}, func() float64 {
 		return float64(liveCalls.Add(1))
 	}))
-	h := newMetricsHandler(st, MetricsOptions{Snapshot: g.gatherer, Live: live, MaxInFlight: 100, Log: zerolog.Nop()})
+	h := newMetricsHandler(st, MetricsOptions{Render: g.render, Live: live, MaxInFlight: 100, Log: zerolog.Nop()})
 
 	var wg sync.WaitGroup
 	for range 50 {
@@ -155,7 +155,7 @@ func TestMetricsInFlightBound(t *testing.T) {
 		<-release
 		return 1
 	}))
-	h := newMetricsHandler(st, MetricsOptions{Snapshot: g.gatherer, Live: live, MaxInFlight: 2, Log: zerolog.Nop()})
+	h := newMetricsHandler(st, MetricsOptions{Render: g.render, Live: live, MaxInFlight: 2, Log: zerolog.Nop()})
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {

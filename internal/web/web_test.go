@@ -3,7 +3,6 @@ package web_test
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,21 +16,17 @@ import (
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/web"
 )
 
 func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(srv.URL + path)
+	code, body, err := testkit.Get(srv.URL + path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	return code, string(body)
 }
 
 func TestEndpoints(t *testing.T) {
@@ -40,7 +35,7 @@ func TestEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	metrics := web.MetricsOptions{Snapshot: collector.SnapshotGatherer(collector.Options{}), Live: live, MaxInFlight: 4, Log: zerolog.Nop()}
+	metrics := web.MetricsOptions{Render: collector.SnapshotRenderer(collector.Options{}), Live: live, MaxInFlight: 4, Log: zerolog.Nop()}
 	srv := httptest.NewServer(web.Handler(web.Options{TelemetryPath: "/metrics", Metrics: metrics, Source: st, Log: zerolog.Nop(), Groups: web.Groups{}}))
 	defer srv.Close()
 
