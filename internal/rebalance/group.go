@@ -1,6 +1,8 @@
 package rebalance
 
 import (
+	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -12,6 +14,9 @@ type generation struct {
 	value  int32
 	source string
 	known  bool
+	// hint: the value rests on what members claim (KIP-792 metadata), so
+	// a delta is only believed as far as the members' own claims agree.
+	hint bool
 }
 
 // valueOr returns the generation, or -1 when unknown, as Event wants it.
@@ -27,7 +32,7 @@ type view struct {
 	rebalancing bool
 	members     map[string]MemberRef              // by identity
 	owners      map[cluster.TopicPartition]string // partition -> owner identity
-	gen         generation
+	gen         generation                        // the sources' reading, as read
 }
 
 // stretch is a rebalance seen in progress.
@@ -37,31 +42,48 @@ type stretch struct {
 	event     Event
 }
 
+// baseline is what a generation delta is measured from.
+type baseline struct {
+	// gen is the latest reading; unknown until a source answered.
+	gen generation
+	// floor is the generation the tracker has accounted for, in gen's
+	// numbering: the reading that started the baseline plus every
+	// rebalance counted since. It never goes down except when the group
+	// is taken as recreated, and it is what the tracker exports.
+	floor int64
+	// counted is what the fallback counted since the latest reading.
+	counted uint64
+	// claims holds, for a hint reading, each member's claimed generation
+	// (by member ID; members that claim none are left out).
+	claims map[string]int32
+}
+
 // groupTracker is the tracker's memory of one group.
 type groupTracker struct {
+	// stats is the group's published statistics. Stats hands out copies
+	// of the struct, so its scalar fields may change; its slices are
+	// shared with those copies and are replaced, never modified.
 	stats GroupStats
 	seen  bool // an informative observation has been folded in
 
-	prev     view       // latest informative observation
-	exported generation // generation published for prev
+	prev view // latest informative observation
+	// prevGroup is the group prev was built from: a later observation
+	// describing the group identically changes nothing but the time.
+	prevGroup *cluster.Group
+	exported  generation // generation published for prev
 	// lastOwners is who owned each partition at the latest settled
 	// observation that had it owned.
 	lastOwners map[cluster.TopicPartition]string
 
-	// base is the latest generation any source gave, with the number of
-	// rebalances the fallback counted since, which a later delta must not
-	// count again.
-	base             generation
-	countedSinceBase uint64
-
+	base baseline
 	open *stretch
 
 	// missed counts the observations in a row the group was absent from.
 	missed int
 }
 
-func newGroupTracker(name string, bounds []float64) *groupTracker {
-	return &groupTracker{stats: GroupStats{Group: name, Durations: newHistogram(bounds)}}
+func newGroupTracker(name string, empty DurationHistogram) *groupTracker {
+	return &groupTracker{stats: GroupStats{Group: name, Durations: empty}}
 }
 
 // informative reports whether a state comes with a trustworthy member list.
@@ -75,13 +97,21 @@ func informative(state string) bool {
 
 func (gt *groupTracker) observe(g *cluster.Group, now time.Time, t *Tracker) []Event {
 	gt.stats.ObservedAt = now
-	gt.stats.Type = g.Type
-	gt.stats.State = g.State
-	gt.stats.Members = copyMembers(g.Members)
+	// Observations are never modified once published, so the members are
+	// the observation's own; no copy.
+	gt.stats.Members = g.Members
 	if !informative(g.State) {
 		return nil
 	}
-	cur := newView(g, t.read(g))
+	read := t.read(g)
+	// The common case at scale: the group is described as it was last
+	// time, with the same reading, and no rebalance is open. Folding it in
+	// would count nothing and publish the same values; skip the work.
+	if gt.seen && gt.open == nil && read == gt.prev.gen && sameGroup(gt.prevGroup, g) {
+		gt.prevGroup = g
+		return nil
+	}
+	cur := newView(g, read)
 	if !gt.seen {
 		gt.first(g, cur, now)
 		return nil
@@ -90,7 +120,6 @@ func (gt *groupTracker) observe(g *cluster.Group, now time.Time, t *Tracker) []E
 	joined, left, rejoined := diffMembers(gt.prev.members, cur.members)
 	gt.stats.MemberJoins += uint64(len(joined))
 	gt.stats.MemberLeaves += uint64(len(left))
-	gt.stats.MemberRejoins += uint64(len(rejoined))
 
 	count, detection := gt.countRebalances(g, cur, t)
 	if count > 0 {
@@ -98,7 +127,7 @@ func (gt *groupTracker) observe(g *cluster.Group, now time.Time, t *Tracker) []E
 		gt.stats.LastRebalance = now
 	}
 
-	exported := cur.gen
+	exported := gt.base.exported(cur.gen)
 	if !exported.known && cur.rebalancing && gt.exported.known {
 		exported = gt.exported
 	}
@@ -140,7 +169,7 @@ func (gt *groupTracker) observe(g *cluster.Group, now time.Time, t *Tracker) []E
 			if !s.inherited {
 				e.Duration = now.Sub(s.since)
 				e.DurationKnown = true
-				gt.stats.Durations.observe(e.Duration)
+				gt.stats.Durations = gt.stats.Durations.with(e.Duration)
 				gt.stats.LastRebalance = now
 			}
 			if !s.inherited || e.Rebalances > 0 {
@@ -164,7 +193,7 @@ func (gt *groupTracker) observe(g *cluster.Group, now time.Time, t *Tracker) []E
 		}
 	}
 
-	gt.prev, gt.exported = cur, exported
+	gt.prev, gt.prevGroup, gt.exported = cur, g, exported
 	gt.publish(g)
 	return events
 }
@@ -172,57 +201,151 @@ func (gt *groupTracker) observe(g *cluster.Group, now time.Time, t *Tracker) []E
 // first takes the group's first informative observation as the baseline.
 func (gt *groupTracker) first(g *cluster.Group, cur view, now time.Time) {
 	gt.seen = true
-	gt.prev, gt.exported, gt.base = cur, cur.gen, cur.gen
+	gt.base.restart(g, cur.gen)
+	gt.prev, gt.prevGroup, gt.exported = cur, g, gt.base.exported(cur.gen)
 	gt.lastOwners = cur.owners
 	if cur.rebalancing {
 		gt.open = &stretch{since: now, inherited: true, event: Event{
 			Group:            gt.stats.Group,
-			GenerationFrom:   cur.gen.valueOr(),
+			GenerationFrom:   gt.exported.valueOr(),
 			GenerationTo:     -1,
-			GenerationSource: cur.gen.source,
+			GenerationSource: gt.exported.source,
 			InProgress:       true,
 		}}
 	}
 	gt.publish(g)
 }
 
-// countRebalances decides how many rebalances happened since the previous
-// informative observation, and moves the generation baseline.
-func (gt *groupTracker) countRebalances(g *cluster.Group, cur view, t *Tracker) (uint64, string) {
-	var count uint64
-	var detection string
+// fallback is what describe output alone shows since the previous
+// informative observation: one rebalance when a stretch of rebalancing
+// observations starts, or when two settled ones differ in member set or
+// partition assignment.
+func (gt *groupTracker) fallback(cur view) (uint64, string) {
 	switch {
-	case cur.gen.known && gt.base.known && cur.gen.source == gt.base.source && cur.gen.value < gt.base.value:
-		t.log.Info().Str("consumergroup", gt.stats.Group).Str("source", cur.gen.source).
-			Int32("from", gt.base.value).Int32("to", cur.gen.value).
-			Msg("generation went backwards, group was recreated: resetting its baseline")
-	case cur.gen.known && gt.base.known && cur.gen.source == gt.base.source:
-		delta := uint64(int64(cur.gen.value) - int64(gt.base.value))
-		if delta > gt.countedSinceBase {
-			count = delta - gt.countedSinceBase
-		}
-		detection = DetectGeneration
-		if g.Type == cluster.GroupTypeConsumer {
-			detection = DetectEpoch
-		}
 	case cur.rebalancing:
 		if gt.open == nil {
-			count, detection = 1, DetectState
+			return 1, DetectState
 		}
 	case gt.open == nil:
 		// Both this and the previous observation are settled.
 		if !sameKeys(gt.prev.members, cur.members) {
-			count, detection = 1, DetectMembership
+			return 1, DetectMembership
 		} else if !sameOwners(gt.prev.owners, cur.owners) {
-			count, detection = 1, DetectAssignment
+			return 1, DetectAssignment
 		}
 	}
-	if cur.gen.known {
-		gt.base, gt.countedSinceBase = cur.gen, 0
-	} else {
-		gt.countedSinceBase += count
+	return 0, ""
+}
+
+// countRebalances decides how many rebalances happened since the previous
+// informative observation, and moves the generation baseline.
+func (gt *groupTracker) countRebalances(g *cluster.Group, cur view, t *Tracker) (uint64, string) {
+	fb, fbDetection := gt.fallback(cur)
+	b := &gt.base
+	switch {
+	case !cur.gen.known:
+		b.counted += fb
+		b.floor += int64(fb)
+		return fb, fbDetection
+	case !b.gen.known || b.gen.source != cur.gen.source:
+		// Values of different sources are not compared: the reading starts
+		// a new baseline and describe output alone counts.
+		b.restart(g, cur.gen)
+		return fb, fbDetection
 	}
+
+	reading := int64(cur.gen.value)
+	// What the reading says happened beyond what is accounted for already.
+	trusted := reading - b.floor
+	recreated := reading < int64(b.gen.value)
+	if cur.gen.hint {
+		// A member's claim is only evidence about itself. Members that
+		// claimed a generation at the latest reading and still do (same
+		// member ID, so they took part in every generation in between)
+		// each moved by exactly the generations since; the least of
+		// their moves bounds the delta, so one member's claim cannot
+		// carry the count beyond what the others saw.
+		if moved, ok := progression(b.claims, g); ok {
+			trusted = min(trusted, moved-int64(b.counted))
+			recreated = recreated && moved < 0
+		}
+	}
+	if recreated {
+		t.log.Info().Str("consumergroup", gt.stats.Group).Str("source", cur.gen.source).
+			Int32("from", b.gen.value).Int32("to", cur.gen.value).
+			Msg("generation went backwards, group was recreated: resetting its baseline")
+		b.restart(g, cur.gen)
+		return 0, ""
+	}
+	// A reading below the floor is stale (it trails rebalances the
+	// fallback already counted): it counts nothing and the floor stays.
+	count := uint64(max(trusted, 0))
+	detection := DetectGeneration
+	if g.Type == cluster.GroupTypeConsumer {
+		detection = DetectEpoch
+	}
+	if cur.gen.hint && fb > count {
+		// A hint that says less than describe output shows does not
+		// overrule it.
+		count, detection = fb, fbDetection
+	}
+	b.floor += int64(count)
+	b.gen, b.counted, b.claims = cur.gen, 0, claimsOf(g, cur.gen)
 	return count, detection
+}
+
+// restart makes gen, which may be unknown, the start of a new baseline.
+func (b *baseline) restart(g *cluster.Group, gen generation) {
+	*b = baseline{gen: gen, claims: claimsOf(g, gen)}
+	if gen.known {
+		b.floor = int64(gen.value)
+	}
+}
+
+// exported is the generation to publish for a reading: the floor, so that
+// exported generations move exactly as the rebalance counter does, or
+// unknown when this observation has no reading.
+func (b *baseline) exported(read generation) generation {
+	if !read.known || !b.gen.known || b.gen.source != read.source {
+		return generation{}
+	}
+	out := b.gen
+	out.value = int32(min(b.floor, math.MaxInt32))
+	return out
+}
+
+// claimsOf records each member's claimed generation for a hint reading:
+// the generation its KIP-792 metadata carries, by member ID; members that
+// carry none are left out.
+func claimsOf(g *cluster.Group, gen generation) map[string]int32 {
+	if !gen.known || !gen.hint {
+		return nil
+	}
+	out := make(map[string]int32, len(g.Members))
+	for i := range g.Members {
+		if m := &g.Members[i]; m.Generation >= 0 {
+			out[m.MemberID] = m.Generation
+		}
+	}
+	return out
+}
+
+// progression is the least move of a claimed generation among the members
+// in before that still claim one in g; ok is false when there is none.
+func progression(before map[string]int32, g *cluster.Group) (moved int64, ok bool) {
+	for i := range g.Members {
+		m := &g.Members[i]
+		then, had := before[m.MemberID]
+		if !had || m.Generation < 0 {
+			continue
+		}
+		d := int64(m.Generation) - int64(then)
+		if !ok || d < moved {
+			moved = d
+		}
+		ok = true
+	}
+	return moved, ok
 }
 
 // settleOwners counts partitions whose owner differs from the one
@@ -250,17 +373,17 @@ func (gt *groupTracker) settleOwners(cur view) uint64 {
 	return moved
 }
 
+// record appends e to the history in a new slice: the published one may
+// be held by readers.
 func (gt *groupTracker) record(e Event, size int) {
 	if size <= 0 {
 		return
 	}
 	h := gt.stats.History
-	if len(h) >= size {
-		copy(h, h[1:])
-		h[len(h)-1] = e
-		return
-	}
-	gt.stats.History = append(h, e)
+	h = h[max(0, len(h)-size+1):]
+	next := make([]Event, len(h), len(h)+1)
+	copy(next, h)
+	gt.stats.History = append(next, e)
 }
 
 func (gt *groupTracker) publish(g *cluster.Group) {
@@ -326,6 +449,43 @@ func identity(m *cluster.Member) string {
 	return "member:" + m.MemberID
 }
 
+// sameGroup reports whether two descriptions of a group agree on
+// everything the tracker and the built-in sources read, so that the
+// second would fold in as a no-op. It allocates nothing.
+func sameGroup(a, b *cluster.Group) bool {
+	if a == b {
+		return true
+	}
+	if a == nil || b == nil || a.Type != b.Type || a.State != b.State ||
+		a.GroupEpoch != b.GroupEpoch || a.AssignmentEpoch != b.AssignmentEpoch || len(a.Members) != len(b.Members) {
+		return false
+	}
+	for i := range a.Members {
+		x, y := &a.Members[i], &b.Members[i]
+		if x.MemberID != y.MemberID || x.InstanceID != y.InstanceID || x.ClientID != y.ClientID || x.ClientHost != y.ClientHost ||
+			x.Generation != y.Generation || x.MemberEpoch != y.MemberEpoch ||
+			!equalAssignment(x.Assignment, y.Assignment) || !equalAssignment(x.TargetAssignment, y.TargetAssignment) {
+			return false
+		}
+	}
+	return true
+}
+
+// equalAssignment reports whether a and b list the same partitions in the
+// same order.
+func equalAssignment(a, b cluster.Assignment) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for topic, ps := range a {
+		qs, ok := b[topic]
+		if !ok || !slices.Equal(ps, qs) {
+			return false
+		}
+	}
+	return true
+}
+
 // rebalancing reports whether a group is between assignments. KIP-848
 // groups can report Stable while members still converge on their target,
 // and a new group epoch is not assigned yet while the assignment epoch
@@ -348,7 +508,12 @@ func rebalancing(g *cluster.Group) bool {
 	return false
 }
 
+// sameAssignment reports whether a and b hold the same set of partitions,
+// whatever the order.
 func sameAssignment(a, b cluster.Assignment) bool {
+	if equalAssignment(a, b) {
+		return true // the usual case, without building sets
+	}
 	sa, sb := partitionSet(a), partitionSet(b)
 	if len(sa) != len(sb) {
 		return false

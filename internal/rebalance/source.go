@@ -23,6 +23,13 @@ type GenerationSource interface {
 	Generation(g *cluster.Group) (gen int32, ok bool)
 }
 
+// memberHint marks a source whose answer is what group members claim
+// about themselves (untrusted input): the tracker then believes a delta
+// only as far as the claims of members seen at both readings agree.
+type memberHint interface {
+	memberHint()
+}
+
 // DefaultSources returns the sources available from group descriptions
 // alone, most exact first.
 func DefaultSources() []GenerationSource {
@@ -56,9 +63,17 @@ func (KIP848Epoch) Generation(g *cluster.Group) (int32, bool) {
 // that already rejoined carry the generation being left (max+1 would be the
 // generation about to start), and brokers describe members without metadata
 // outside Stable anyway.
+//
+// The value is a hint, not a fact: a member picks what it sends. Some
+// clients (franz-go) also keep their old generation when they rejoin
+// under a new member ID after being removed, so with no survivor the
+// max+1 trails the group. The tracker treats this source accordingly (see
+// the package documentation).
 type KIP792Metadata struct{}
 
 func (KIP792Metadata) Name() string { return SourceKIP792Metadata }
+
+func (KIP792Metadata) memberHint() {}
 
 func (KIP792Metadata) Generation(g *cluster.Group) (int32, bool) {
 	if g.Type == cluster.GroupTypeConsumer || g.State != "Stable" {

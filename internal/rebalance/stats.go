@@ -2,6 +2,7 @@ package rebalance
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
 	"time"
 
@@ -93,7 +94,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 // DurationHistogram is cumulative histogram data in the shape Prometheus
 // const histograms take.
 type DurationHistogram struct {
-	UpperBounds []float64 // seconds; a copy of DurationBuckets
+	UpperBounds []float64 // seconds; DurationBuckets as of NewTracker, shared by every group
 	// CumulativeCounts[i] counts durations <= UpperBounds[i]; the +Inf
 	// bucket is Count.
 	CumulativeCounts []uint64
@@ -118,28 +119,35 @@ func newHistogram(bounds []float64) DurationHistogram {
 	}
 }
 
-func (h *DurationHistogram) observe(d time.Duration) {
+// with returns h with d observed, in new slices: h's are published.
+func (h DurationHistogram) with(d time.Duration) DurationHistogram {
 	s := d.Seconds()
+	counts := slices.Clone(h.CumulativeCounts)
 	// Bounds are sorted, so every bucket from the first that fits counts it.
 	for i := sort.SearchFloat64s(h.UpperBounds, s); i < len(h.UpperBounds); i++ {
-		h.CumulativeCounts[i]++
+		counts[i]++
 	}
+	h.CumulativeCounts = counts
 	h.Count++
 	h.Sum += s
+	return h
 }
 
-// GroupStats is what the tracker knows about one group. Values returned by
-// Tracker.Stats share nothing with the tracker.
+// GroupStats is what the tracker knows about one group. A value from
+// Tracker.Stats never changes afterwards; its slices are shared (see
+// Tracker.Stats) and must not be written to.
 type GroupStats struct {
 	Group      string
-	Type       string // cluster.GroupTypeClassic or cluster.GroupTypeConsumer
-	State      string
 	ObservedAt time.Time // time of the latest observation that included the group
 
 	// Generation is valid when GenerationKnown; GenerationSource names the
-	// source that answered. While a rebalance is in progress and no source
-	// answers (classic groups mid-rebalance), the generation read just
-	// before it is kept: it is the last generation the group completed.
+	// source that answered. It is the generation the tracker accounts for
+	// in that source's numbering (see the package documentation), which is
+	// the source's reading unless that reading is stale or claims more
+	// than the members corroborate. While a rebalance is in progress and
+	// no source answers (classic groups mid-rebalance), the generation
+	// read just before it is kept: it is the last generation the group
+	// completed.
 	Generation       int32
 	GenerationKnown  bool
 	GenerationSource string
@@ -156,15 +164,17 @@ type GroupStats struct {
 	// timed one complete; zero if neither ever happened.
 	LastRebalance time.Time
 
+	// Static members back under a new member ID are neither joins nor
+	// leaves; events list them as Rejoined.
 	MemberJoins           uint64
 	MemberLeaves          uint64
-	MemberRejoins         uint64 // static members back under a new member ID; not in joins/leaves
 	PartitionOwnerChanges uint64
 
 	Durations DurationHistogram
 
-	Members []cluster.Member // as in the latest observation
-	History []Event          // completed events, oldest first, at most Options.HistorySize
+	// Members is the latest observation's own member slice, not a copy.
+	Members []cluster.Member
+	History []Event // completed events, oldest first, at most Options.HistorySize
 }
 
 // RebalanceInProgress is how long the current rebalance has been seen,
@@ -176,48 +186,10 @@ func (s *GroupStats) RebalanceInProgress() time.Duration {
 	return s.ObservedAt.Sub(s.RebalanceStarted)
 }
 
-func (s *GroupStats) clone() GroupStats {
-	c := *s
-	c.Durations.UpperBounds = append([]float64(nil), s.Durations.UpperBounds...)
-	c.Durations.CumulativeCounts = append([]uint64(nil), s.Durations.CumulativeCounts...)
-	c.Members = copyMembers(s.Members)
-	if s.History != nil {
-		c.History = make([]Event, len(s.History))
-		for i := range s.History {
-			c.History[i] = s.History[i].clone()
-		}
-	}
-	return c
-}
-
 func (e *Event) clone() Event {
 	c := *e
 	c.Joined = append([]MemberRef(nil), e.Joined...)
 	c.Left = append([]MemberRef(nil), e.Left...)
 	c.Rejoined = append([]MemberRef(nil), e.Rejoined...)
 	return c
-}
-
-func copyMembers(ms []cluster.Member) []cluster.Member {
-	if ms == nil {
-		return nil
-	}
-	out := make([]cluster.Member, len(ms))
-	for i, m := range ms {
-		out[i] = m
-		out[i].Assignment = copyAssignment(m.Assignment)
-		out[i].TargetAssignment = copyAssignment(m.TargetAssignment)
-	}
-	return out
-}
-
-func copyAssignment(a cluster.Assignment) cluster.Assignment {
-	if a == nil {
-		return nil
-	}
-	out := make(cluster.Assignment, len(a))
-	for t, ps := range a {
-		out[t] = append([]int32(nil), ps...)
-	}
-	return out
 }

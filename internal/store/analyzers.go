@@ -12,12 +12,8 @@ import (
 // NewAnalyzers builds every analyzer from the configuration, the one
 // place their settings and defaults come from.
 func NewAnalyzers(cfg *config.Config, log zerolog.Logger) Analyzers {
-	history := cfg.RebalanceHistory
-	if history == 0 {
-		history = -1 // the tracker reads 0 as "default"; 0 here means none
-	}
 	return Analyzers{
-		Rebalance: rebalance.NewTracker(rebalance.Options{HistorySize: history, Logger: log.With().Str("component", "rebalance").Logger()}),
+		Rebalance: rebalance.NewTracker(rebalance.Options{HistorySize: cfg.RebalanceHistory, Logger: log.With().Str("component", "rebalance").Logger()}),
 		Lag: lagtime.New(lagtime.Options{MaxPoints: cfg.LagHistoryPoints, MaxExtrapolation: cfg.LagMaxExtrapolation,
 			Logger: log.With().Str("component", "lagtime").Logger()}),
 		Status: status.New(status.Config{Window: cfg.StatusWindow, StopAfter: cfg.StatusStopAfter, StopFactor: cfg.StatusStopFactor,
