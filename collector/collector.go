@@ -39,13 +39,31 @@ type Source interface {
 	Current() *store.Snapshot
 }
 
-// Options tune what the collector exports.
+// Options tune what the collector exports (the series budget: README,
+// "Series per group").
 type Options struct {
 	// Now is the clock for snapshot age; time.Now when nil.
 	Now func() time.Time
 	// MemberMetrics exports assigned partitions per member.
 	MemberMetrics bool
+	// DurationBuckets exports every bucket of the per-group rebalance
+	// duration histogram; without it only +Inf, _sum and _count.
+	DurationBuckets bool
+	// Granularity of the lag families; the zero value is Partition.
+	Granularity Granularity
+	// MaxGroups bounds the exported groups, the first in name order; 0
+	// exports all.
+	MaxGroups int
 }
+
+// Granularity says down to what the lag families go.
+type Granularity string
+
+const (
+	Partition Granularity = "partition" // per partition, per topic, per group
+	Topic     Granularity = "topic"     // no per-partition series
+	Group     Granularity = "group"     // one lag_sum per group, without a topic label
+)
 
 // family is one metric family: its name, help and type. Every family the
 // collector exports is a variable below, so a name is written once.
@@ -77,6 +95,8 @@ var (
 	famBrokers = family{"kafka_brokers",
 		"Brokers in the cluster according to the latest metadata.", exposition.Gauge}
 
+	famNotExported = family{SelfPrefix + "groups_not_exported",
+		"Groups left out of the exposition by KRE_MAX_GROUPS.", exposition.Gauge}
 	famUp = family{SelfPrefix + "up",
 		"1 when the latest poll of every loop fully succeeded, else 0.", exposition.Gauge}
 	famLastSuccess = family{SelfPrefix + "last_successful_poll_timestamp_seconds",
@@ -91,11 +111,12 @@ var (
 // registry gathers them in.
 func Render(w *exposition.Writer, s *store.Snapshot, opts Options) {
 	r := renderer{w: w, s: s, opts: opts}
+	r.selectGroups()
 	if s.Groups != nil {
-		r.groups = sortedKeys(s.Groups.Groups)
+		r.groups = r.exported(sortedKeys(s.Groups.Groups))
 	}
 	if s.Offsets != nil {
-		r.committed = sortedKeys(s.Offsets.Committed)
+		r.committed = r.exported(sortedKeys(s.Offsets.Committed))
 		r.topics = sortedKeys(s.Offsets.Topics)
 	}
 	// Name order, as a registry would gather them.
@@ -120,6 +141,7 @@ func Render(w *exposition.Writer, s *store.Snapshot, opts Options) {
 	r.rebalance(famRebalancing, r.rebalancing)
 	r.state()
 	r.status()
+	r.notExported()
 	r.lastSuccess()
 	r.up()
 	r.topicCurrent()
@@ -146,9 +168,58 @@ type renderer struct {
 	w         *exposition.Writer
 	s         *store.Snapshot
 	opts      Options
-	groups    []string // sorted group names of the groups observation
-	committed []string // sorted groups with committed offsets
+	groups    []string // sorted exported group names of the groups observation
+	committed []string // sorted exported groups with committed offsets
 	topics    []string // sorted topics of the offsets observation
+	keep      map[string]bool
+	dropped   int
+}
+
+// selectGroups applies MaxGroups: of every group the snapshot names, the
+// first MaxGroups in name order are exported.
+func (r *renderer) selectGroups() {
+	if r.opts.MaxGroups <= 0 {
+		return
+	}
+	all := map[string]bool{}
+	if r.s.Groups != nil {
+		for n := range r.s.Groups.Groups {
+			all[n] = true
+		}
+	}
+	if r.s.Offsets != nil {
+		for n := range r.s.Offsets.Committed {
+			all[n] = true
+		}
+	}
+	for n := range r.s.Status {
+		all[n] = true
+	}
+	for _, g := range r.s.LagSeconds.Groups {
+		all[g.Group] = true
+	}
+	names := sortedKeys(all)
+	r.keep = map[string]bool{}
+	for _, n := range names[:min(r.opts.MaxGroups, len(names))] {
+		r.keep[n] = true
+	}
+	r.dropped = len(names) - len(r.keep)
+}
+
+// exported filters sorted group names by MaxGroups.
+func (r *renderer) exported(names []string) []string {
+	if r.keep == nil {
+		return names
+	}
+	return slices.DeleteFunc(names, func(n string) bool { return !r.keep[n] })
+}
+
+// exports reports whether a group is exported.
+func (r *renderer) exports(name string) bool { return r.keep == nil || r.keep[name] }
+
+func (r *renderer) notExported() {
+	r.w.Family(famNotExported.name, famNotExported.help, famNotExported.typ)
+	r.w.Int(famNotExported.name, int64(r.dropped))
 }
 
 // head writes f's HELP and TYPE the first time; families with no series
@@ -212,7 +283,7 @@ func (r *renderer) info() {
 	}
 }
 
-// partitionsOf calls fn for each committed partition of each group, in
+// partitionsOf calls fn for each committed partition of each exported group, in
 // label order (partition IDs compare as strings, as a registry sorts them).
 func (r *renderer) partitionsOf(fn func(group, topic string, t *cluster.Topic, id int32, part string, committed int64)) {
 	o := r.s.Offsets
@@ -227,6 +298,9 @@ func (r *renderer) partitionsOf(fn func(group, topic string, t *cluster.Topic, i
 }
 
 func (r *renderer) currentOffsets() {
+	if r.opts.Granularity != Partition && r.opts.Granularity != "" {
+		return
+	}
 	h := r.head(famCurrentOffset)
 	r.partitionsOf(func(group, topic string, _ *cluster.Topic, _ int32, part string, off int64) {
 		h.write()
@@ -235,6 +309,9 @@ func (r *renderer) currentOffsets() {
 }
 
 func (r *renderer) lag() {
+	if r.opts.Granularity != Partition && r.opts.Granularity != "" {
+		return
+	}
 	h := r.head(famLag)
 	r.partitionsOf(func(group, topic string, t *cluster.Topic, id int32, part string, off int64) {
 		if lag, ok := cluster.Lag(t, id, off); ok {
@@ -244,15 +321,25 @@ func (r *renderer) lag() {
 	})
 }
 
+// lagSum writes the lag per group and topic, or at group granularity per
+// group over all its topics; either is absent where a log end is unknown.
 func (r *renderer) lagSum() {
 	h := r.head(famLagSum)
 	o := r.s.Offsets
 	for _, group := range r.committed {
+		var total int64
+		complete := true
 		for _, topic := range sortedKeys(o.Committed[group]) {
-			if sum, ok := cluster.TopicLag(o.Topics[topic], o.Committed[group][topic]); ok {
+			sum, ok := cluster.TopicLag(o.Topics[topic], o.Committed[group][topic])
+			total, complete = total+sum, complete && ok
+			if ok && r.opts.Granularity != Group {
 				h.write()
 				r.w.Int(famLagSum.name, sum, "consumergroup", group, "topic", topic)
 			}
+		}
+		if complete && r.opts.Granularity == Group {
+			h.write()
+			r.w.Int(famLagSum.name, total, "consumergroup", group)
 		}
 	}
 }

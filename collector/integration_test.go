@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -217,7 +216,7 @@ func TestDeletedGroupAndTopicVanish(t *testing.T) {
 		t.Fatal("scenario groups and topics not exported before deletion")
 	}
 
-	adm := admin(t, w.addrs)
+	adm := kafkatest.Admin(t, w.addrs)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := adm.DeleteGroups(ctx, "shipping"); err != nil {
@@ -301,13 +300,4 @@ func TestExporterSendsOnlyReadRequests(t *testing.T) {
 			t.Errorf("no %s request seen; the recorder is not seeing the exporter", kmsg.NameForKey(need.Int16()))
 		}
 	}
-}
-
-func admin(t *testing.T, addrs []string) *kadm.Client {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return kadm.NewClient(cl)
 }

@@ -26,8 +26,14 @@ var sortedStatuses = sortedKeys(func() map[string]bool {
 }())
 
 func (r *renderer) lagSeconds() {
+	if r.opts.Granularity != Partition && r.opts.Granularity != "" {
+		return
+	}
 	h := r.head(famLagSeconds)
 	for _, g := range r.s.LagSeconds.Groups {
+		if !r.exports(g.Group) {
+			continue
+		}
 		// Partitions are sorted by topic, then partition number; the
 		// series go in label order.
 		for _, p := range g.Partitions {
@@ -40,6 +46,9 @@ func (r *renderer) lagSeconds() {
 func (r *renderer) maxLagSeconds() {
 	h := r.head(famMaxLagSeconds)
 	for _, g := range r.s.LagSeconds.Groups {
+		if !r.exports(g.Group) {
+			continue
+		}
 		h.write()
 		r.w.Sample(famMaxLagSeconds.name, g.MaxSeconds, "consumergroup", g.Group)
 	}
@@ -47,7 +56,7 @@ func (r *renderer) maxLagSeconds() {
 
 func (r *renderer) status() {
 	h := r.head(famStatus)
-	for _, name := range sortedKeys(r.s.Status) {
+	for _, name := range r.exported(sortedKeys(r.s.Status)) {
 		h.write()
 		cur := r.s.Status[name].Status
 		for _, st := range sortedStatuses {

@@ -102,8 +102,12 @@ func (r *renderer) rebalanceInProgress(h *head, name string, st *rebalance.Group
 
 func (r *renderer) rebalanceDuration(h *head, name string, st *rebalance.GroupStats) {
 	d := st.Durations
+	bounds, counts := d.UpperBounds, d.CumulativeCounts
+	if !r.opts.DurationBuckets {
+		bounds, counts = nil, nil // +Inf, _sum and _count: mean durations
+	}
 	h.write()
-	r.w.HistogramSamples(famRebalanceDuration.name, d.UpperBounds, d.CumulativeCounts, d.Sum, d.Count, "consumergroup", name)
+	r.w.HistogramSamples(famRebalanceDuration.name, bounds, counts, d.Sum, d.Count, "consumergroup", name)
 }
 
 func (r *renderer) memberPartitions() {

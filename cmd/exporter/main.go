@@ -118,7 +118,8 @@ func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerol
 	st := store.New(store.Options{Log: log, Analyzers: store.NewAnalyzers(cfg, log)})
 	defer p.Close()
 
-	copts := collector.Options{MemberMetrics: cfg.MemberMetrics}
+	copts := collector.Options{MemberMetrics: cfg.MemberMetrics, DurationBuckets: cfg.RebalanceDurationBuckets,
+		Granularity: collector.Granularity(cfg.LagGranularity), MaxGroups: cfg.MaxGroups}
 	live, err := collector.LiveRegistry(st, copts,
 		p.Metrics(),
 		versioncollector.NewCollector("kafka_rebalance_exporter"),

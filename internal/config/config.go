@@ -69,6 +69,10 @@ type Config struct {
 	MemberMetrics    bool `envconfig:"MEMBER_METRICS" default:"false" desc:"Export assigned partitions per member (labels client_id, client_host, member_id). Off by default: member identities churn."`
 	RebalanceHistory int  `envconfig:"REBALANCE_HISTORY" default:"20" desc:"Rebalance events kept per group for /api/v1/groups."`
 
+	RebalanceDurationBuckets bool   `envconfig:"REBALANCE_DURATION_BUCKETS" default:"false" desc:"Export the per-group rebalance duration histogram with all its buckets (13 more series per group); off, it has only the +Inf bucket, _sum and _count (mean durations, no quantiles)."`
+	LagGranularity           string `envconfig:"LAG_GRANULARITY" default:"partition" desc:"Lag series: partition (per partition, per topic and per group), topic (no per-partition current_offset, lag, lag_seconds) or group (also lag_sum summed over topics, without a topic label)."`
+	MaxGroups                int    `envconfig:"MAX_GROUPS" default:"0" desc:"Export at most this many groups (the first in name order); 0 exports all. kafka_rebalance_exporter_groups_not_exported says how many were left out."`
+
 	LagHistoryPoints    int           `envconfig:"LAG_HISTORY_POINTS" default:"64" desc:"Log-end offset points kept per partition for lag in seconds."`
 	LagMaxExtrapolation time.Duration `envconfig:"LAG_MAX_EXTRAPOLATION" default:"168h" desc:"Cap on lag in seconds extrapolated beyond the kept history."`
 	LagExact            bool          `envconfig:"LAG_EXACT" default:"false" desc:"Read the timestamp of the record at each committed offset (one Fetch per lagging partition, cached) for exact lag in seconds instead of the estimate."`
@@ -210,6 +214,14 @@ func (c *Config) validate() error {
 	}
 	if err := c.validateSASL(); err != nil {
 		return err
+	}
+	switch c.LagGranularity {
+	case "partition", "topic", "group":
+	default:
+		return &Error{"LAG_GRANULARITY", fmt.Sprintf("%q is not partition, topic or group", c.LagGranularity)}
+	}
+	if c.MaxGroups < 0 {
+		return &Error{"MAX_GROUPS", "must not be negative"}
 	}
 	if c.RebalanceHistory < 0 {
 		return &Error{"REBALANCE_HISTORY", "must not be negative"}
