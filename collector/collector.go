@@ -54,6 +54,9 @@ type Options struct {
 	// MaxGroups bounds the exported groups, the first in name order; 0
 	// exports all.
 	MaxGroups int
+	// SkipTopicSeries leaves out the topic and broker series, which every
+	// shard but the first does (they are the same on each).
+	SkipTopicSeries bool
 }
 
 // Granularity says down to what the lag families go.
@@ -240,7 +243,7 @@ func (h *head) write() {
 func (r *renderer) head(f family) *head { return &head{w: r.w, f: f} }
 
 func (r *renderer) brokers() {
-	if o := r.s.Offsets; o != nil {
+	if o := r.s.Offsets; o != nil && !r.opts.SkipTopicSeries {
 		r.w.Family(famBrokers.name, famBrokers.help, famBrokers.typ)
 		r.w.Int(famBrokers.name, int64(o.Brokers))
 	}
@@ -345,6 +348,9 @@ func (r *renderer) lagSum() {
 }
 
 func (r *renderer) topicPartitions() {
+	if r.opts.SkipTopicSeries {
+		return
+	}
 	h := r.head(famTopicPartitions)
 	for _, name := range r.topics {
 		h.write()
@@ -353,6 +359,9 @@ func (r *renderer) topicPartitions() {
 }
 
 func (r *renderer) topicOffsets(f family, value func(cluster.Partition) int64) {
+	if r.opts.SkipTopicSeries {
+		return
+	}
 	h := r.head(f)
 	for _, name := range r.topics {
 		t := r.s.Offsets.Topics[name]

@@ -119,7 +119,7 @@ func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerol
 	defer p.Close()
 
 	copts := collector.Options{MemberMetrics: cfg.MemberMetrics, DurationBuckets: cfg.RebalanceDurationBuckets,
-		Granularity: collector.Granularity(cfg.LagGranularity), MaxGroups: cfg.MaxGroups}
+		Granularity: collector.Granularity(cfg.LagGranularity), MaxGroups: cfg.MaxGroups, SkipTopicSeries: !cfg.Filters.Shard.First()}
 	live, err := collector.LiveRegistry(st, copts,
 		p.Metrics(),
 		versioncollector.NewCollector("kafka_rebalance_exporter"),

@@ -43,6 +43,9 @@ type Config struct {
 	TopicInclude string `envconfig:"TOPIC_INCLUDE" default:".*" desc:"Regular expression (RE2, anchored) of topics to export."`
 	TopicExclude string `envconfig:"TOPIC_EXCLUDE" default:"__.*" desc:"Regular expression (RE2, anchored) of topics to leave out; wins over TOPIC_INCLUDE. Default hides internal topics."`
 
+	Shards     int    `envconfig:"SHARDS" default:"1" desc:"Replicas that split the consumer groups between them (by a consistent hash of the group name)."`
+	ShardIndex string `envconfig:"SHARD" default:"0" desc:"This replica's share: an index from 0 to SHARDS-1, or auto for the ordinal ending the pod name (POD_NAME, else the host name; a StatefulSet's name-N). Shard 0 also exports the topic and broker series."`
+
 	ListenAddress   string        `envconfig:"LISTEN_ADDRESS" default:":9308" desc:"HTTP listen address (9308 is kafka_exporter's port)."`
 	TelemetryPath   string        `envconfig:"TELEMETRY_PATH" default:"/metrics" desc:"Path under which metrics are served; not /, /healthz, /readyz or under /api/."`
 	WebConfigFile   string        `envconfig:"WEB_CONFIG_FILE" desc:"exporter-toolkit web configuration file: TLS, mutual TLS, basic auth (check it with promtool check web-config). Empty serves plain HTTP."`
@@ -97,10 +100,14 @@ type Config struct {
 type Filters struct {
 	GroupInclude, GroupExclude *regexp.Regexp
 	TopicInclude, TopicExclude *regexp.Regexp
+	Shard                      Shard
 }
 
-// Group reports whether a consumer group is exported.
-func (f Filters) Group(name string) bool { return keep(name, f.GroupInclude, f.GroupExclude) }
+// Group reports whether a consumer group is exported: the regular
+// expressions let it through and this shard owns it.
+func (f Filters) Group(name string) bool {
+	return keep(name, f.GroupInclude, f.GroupExclude) && f.Shard.Owns(name)
+}
 
 // Topic reports whether a topic is exported.
 func (f Filters) Topic(name string) bool { return keep(name, f.TopicInclude, f.TopicExclude) }
@@ -167,6 +174,9 @@ func (c *Config) validate() error {
 		if d.val <= 0 {
 			return &Error{d.name, "must be a positive duration such as 10s"}
 		}
+	}
+	if c.Filters.Shard, err = parseShard(c.Shards, c.ShardIndex); err != nil {
+		return err
 	}
 	if c.Filters.GroupInclude, err = compile("GROUP_INCLUDE", c.GroupInclude); err != nil {
 		return err
@@ -323,7 +333,9 @@ func compile(name, expr string) (*regexp.Regexp, error) {
 	if expr == "" {
 		return nil, nil
 	}
-	re, err := regexp.Compile("^(?:" + expr + ")$")
+	// Anchored to the whole name; (?s) lets . match a newline too, so the
+	// default .* lets every name through.
+	re, err := regexp.Compile("^(?s:" + expr + ")$")
 	if err != nil {
 		return nil, &Error{name, fmt.Sprintf("not a valid regular expression: %v", err)}
 	}
