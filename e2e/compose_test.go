@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -38,10 +40,7 @@ type composeService struct {
 
 func loadCompose(t testing.TB) composeFile {
 	t.Helper()
-	b, err := os.ReadFile(repoPath(t, "docker-compose.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, repoPath(t, "docker-compose.yml"))
 	var c composeFile
 	dec := yaml.NewDecoder(strings.NewReader(string(b)))
 	if err := dec.Decode(&c); err != nil {
@@ -114,7 +113,7 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("%s: builds from %s/%s, want the repository's Dockerfile", name, s.Build.Context, s.Build.Dockerfile)
 			}
 			if !stages[s.Build.Target] {
-				t.Errorf("%s: build target %q is not a stage of the Dockerfile (stages %v)", name, s.Build.Target, sortedKeys(stages))
+				t.Errorf("%s: build target %q is not a stage of the Dockerfile (stages %v)", name, s.Build.Target, slices.Sorted(maps.Keys(stages)))
 			}
 		case !pinnedImage.MatchString(s.Image):
 			t.Errorf("%s: image %q is not pinned to a full version", name, s.Image)
@@ -136,7 +135,7 @@ func TestComposeFile(t *testing.T) {
 		case yaml.MappingNode:
 			var m map[string]any
 			_ = s.DependsOn.Decode(&m)
-			deps = sortedKeys(m)
+			deps = slices.Sorted(maps.Keys(m))
 		}
 		for _, d := range deps {
 			if _, ok := c.Services[d]; !ok {
@@ -190,7 +189,7 @@ func TestComposeAgreesWithPrometheusConfig(t *testing.T) {
 	}
 	for _, rf := range ruleFiles {
 		if !loaded[rf] {
-			t.Errorf("%s is not loaded by deploy/prometheus.yml through a compose mount (loaded: %v)", rf, sortedKeys(loaded))
+			t.Errorf("%s is not loaded by deploy/prometheus.yml through a compose mount (loaded: %v)", rf, slices.Sorted(maps.Keys(loaded)))
 		}
 	}
 

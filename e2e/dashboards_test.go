@@ -86,10 +86,7 @@ func dashboardFiles(t testing.TB) []string {
 
 func loadDashboard(t testing.TB, path string) dashboard {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, path)
 	var d dashboard
 	if err := json.Unmarshal(b, &d); err != nil {
 		t.Fatalf("%s: %v", path, err)
@@ -331,10 +328,7 @@ func loadGrafanaProviders(t testing.TB) grafanaProviders {
 
 func loadYAML(t testing.TB, path string, v any) {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, path)
 	if err := yaml.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}

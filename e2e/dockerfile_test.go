@@ -21,10 +21,7 @@ type instruction struct {
 
 func parseDockerfile(t testing.TB) []instruction {
 	t.Helper()
-	b, err := os.ReadFile(repoPath(t, "Dockerfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, repoPath(t, "Dockerfile"))
 	var out []instruction
 	var cur strings.Builder
 	for _, line := range strings.Split(string(b), "\n") {
@@ -102,10 +99,7 @@ func TestDockerfileImage(t *testing.T) {
 	if goImage == nil {
 		t.Fatalf("first stage %q is not a pinned golang image", build.Image)
 	}
-	gomod, err := os.ReadFile(repoPath(t, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	gomod := readFile(t, repoPath(t, "go.mod"))
 	goDirective := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(gomod)
 	if goDirective == nil || versionLess(goImage[1], string(goDirective[1])) {
 		t.Errorf("build stage uses Go %s, go.mod needs %s", goImage[1], goDirective[1])
@@ -234,10 +228,7 @@ func stripRunFlags(args string) string {
 type dockerignore []string
 
 func loadDockerignore(t testing.TB) dockerignore {
-	b, err := os.ReadFile(repoPath(t, ".dockerignore"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, repoPath(t, ".dockerignore"))
 	var out dockerignore
 	for _, line := range strings.Split(string(b), "\n") {
 		line = strings.TrimSpace(line)

@@ -3,16 +3,20 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 // timeScale divides every `for:` and every range window of the shipped
@@ -133,7 +137,7 @@ func promQuery(base, expr string, instant bool) (int, error) {
 		v.Set("end", strconv.FormatInt(now.Unix(), 10))
 		v.Set("step", "2")
 	}
-	body, err := httpGet(base + endpoint + "?" + v.Encode())
+	body, err := testkit.HTTPGet(base + endpoint + "?" + v.Encode())
 	if err != nil {
 		return 0, err
 	}
@@ -152,7 +156,7 @@ func promQuery(base, expr string, instant bool) (int, error) {
 func promSeriesLabel(base, sel, label string) (map[string]bool, error) {
 	now := time.Now()
 	v := url.Values{"match[]": {sel}, "start": {strconv.FormatInt(now.Add(-3*time.Minute).Unix(), 10)}, "end": {strconv.FormatInt(now.Unix(), 10)}}
-	body, err := httpGet(base + "/api/v1/series?" + v.Encode())
+	body, err := testkit.HTTPGet(base + "/api/v1/series?" + v.Encode())
 	if err != nil {
 		return nil, err
 	}
@@ -193,54 +197,44 @@ func TestEndToEnd(t *testing.T) {
 
 	exporterAddr, exporter := liveExporter(t)
 	dir := t.TempDir()
-	promAddr, amAddr := freeAddr(t), freeAddr(t)
+	promAddr, amAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	rules := writeShortRules(t, dir)
 	promCfg := writePrometheusConfig(t, dir, rules, promAddr, amAddr, exporterAddr)
 	if out, err := run(t, dir, nil, promtool, "check", "config", promCfg); err != nil {
 		t.Fatalf("promtool check config (derived from deploy/prometheus.yml): %v\n%s", err, out)
 	}
 
-	am := startT(t, "alertmanager", dir, nil, amBin,
+	am := testkit.StartT(t, "alertmanager", dir, nil, amBin,
 		"--config.file="+repoPath(t, "deploy", "alertmanager.yml"),
 		"--storage.path="+filepath.Join(dir, "alertmanager"),
 		"--web.listen-address="+amAddr,
 		"--cluster.listen-address=")
-	prom := startT(t, "prometheus", dir, nil, promBin,
+	prom := testkit.StartT(t, "prometheus", dir, nil, promBin,
 		"--config.file="+promCfg,
 		"--storage.tsdb.path="+filepath.Join(dir, "prometheus"),
 		"--web.listen-address="+promAddr,
 		"--rules.alert.resend-delay=1s")
 	amBase, promBase := "http://"+amAddr, "http://"+promAddr
-	waitHTTP(t, am, amBase+"/-/ready", 30*time.Second)
-	waitHTTP(t, prom, promBase+"/-/ready", 30*time.Second)
+	testkit.WaitHTTP(t, am, amBase+"/-/ready", 30*time.Second)
+	testkit.WaitHTTP(t, prom, promBase+"/-/ready", 30*time.Second)
 
-	alive := func() error {
-		for _, p := range []*process{exporter, prom, am} {
-			if gone, err := p.exited(); gone {
-				return fmt.Errorf("%w: %v", errStop, err)
-			}
-		}
-		return nil
+	// alive gives up on cond as soon as one of the three programs exits.
+	alive := func(cond func() error) func() error {
+		return exporter.Alive(prom.Alive(am.Alive(cond)))
 	}
 
-	eventually(t, 30*time.Second, 500*time.Millisecond, "Prometheus scraping the exporter", func() error {
-		if err := alive(); err != nil {
-			return err
-		}
+	testkit.Eventually(t, 30*time.Second, 500*time.Millisecond, "Prometheus scraping the exporter", alive(func() error {
 		n, err := promQuery(promBase, `up{job="kafka-rebalance-exporter"} == 1`, true)
 		if err == nil && n == 0 {
 			err = fmt.Errorf("target not up yet")
 		}
 		return err
-	})
+	}))
 
 	t.Run("rebalance storm alert reaches alertmanager", func(t *testing.T) {
 		var storm amAlert
-		eventually(t, 150*time.Second, time.Second, "KafkaConsumerGroupRebalanceStorm in Alertmanager", func() error {
-			if err := alive(); err != nil {
-				return err
-			}
-			body, err := httpGet(amBase + "/api/v2/alerts")
+		testkit.Eventually(t, 150*time.Second, time.Second, "KafkaConsumerGroupRebalanceStorm in Alertmanager", alive(func() error {
+			body, err := testkit.HTTPGet(amBase + "/api/v2/alerts")
 			if err != nil {
 				return err
 			}
@@ -257,7 +251,7 @@ func TestEndToEnd(t *testing.T) {
 				names = append(names, a.Labels["alertname"])
 			}
 			return fmt.Errorf("alertmanager has %v", names)
-		})
+		}))
 		t.Logf("storm alert in Alertmanager %s after the test started: %v", time.Since(start).Round(time.Second), storm.Labels)
 		if !strings.HasPrefix(storm.Labels["consumergroup"], "demo-churn-") {
 			t.Errorf("storm alert for %q, want a demo churn group", storm.Labels["consumergroup"])
@@ -289,10 +283,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 			todo = append(todo, pending{q, expr})
 		}
-		eventually(t, 60*time.Second, 2*time.Second, "data for every dashboard query", func() error {
-			if err := alive(); err != nil {
-				return err
-			}
+		testkit.Eventually(t, 60*time.Second, 2*time.Second, "data for every dashboard query", alive(func() error {
 			var empty []pending
 			var msgs []string
 			for _, p := range todo {
@@ -320,7 +311,7 @@ func TestEndToEnd(t *testing.T) {
 				return fmt.Errorf("%d queries without data:\n  %s", len(todo), strings.Join(msgs, "\n  "))
 			}
 			return nil
-		})
+		}))
 	})
 
 	t.Run("consumergroup variable lists the demo groups", func(t *testing.T) {
@@ -330,7 +321,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		for _, g := range []string{"demo-fast", "demo-slow", "demo-churn-coop"} {
 			if !values[g] {
-				t.Errorf("group %s missing from %v", g, sortedKeys(values))
+				t.Errorf("group %s missing from %v", g, slices.Sorted(maps.Keys(values)))
 			}
 		}
 	})

@@ -15,10 +15,7 @@ func TestReadmeLayoutMatchesTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := readFile(t, filepath.Join(root, "README.md"))
 	text := string(readme)
 	start := strings.Index(text, "\n## Layout")
 	if start < 0 {

@@ -8,9 +8,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/demo"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 // TestLoadgen runs the loadgen binary, as docker compose does, against a
@@ -20,32 +21,24 @@ import (
 // the storm can do that within the bound), and that SIGTERM stops it
 // cleanly.
 func TestLoadgen(t *testing.T) {
-	bin := buildBinary(t, "loadgen")
+	bin := testkit.Binary(t, "loadgen")
 	cluster, err := demo.StartCluster(demo.ClusterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
 
-	lg := startT(t, "loadgen", repoRoot(t), []string{
+	lg := testkit.StartT(t, "loadgen", repoRoot(t), []string{
 		"KRE_BROKERS=" + strings.Join(cluster.Addrs(), ","),
 		"KRE_DEMO_CHURN_INTERVAL=1h",
 		"KRE_LOG_LEVEL=warn",
 	}, bin, "-storm", "-produce-rate", "50")
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.Addrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	adm := kadm.NewClient(cl)
+	adm := kafkatest.Admin(t, cluster.Addrs())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	eventually(t, 60*time.Second, 500*time.Millisecond, "demo-fast commits offsets", func() error {
-		if gone, err := lg.exited(); gone {
-			return fmt.Errorf("%w: %v", errStop, err)
-		}
+	testkit.Eventually(t, 60*time.Second, 500*time.Millisecond, "demo-fast commits offsets", lg.Alive(func() error {
 		offsets, err := adm.FetchOffsets(ctx, demo.GroupFast)
 		if err != nil {
 			return err
@@ -56,13 +49,10 @@ func TestLoadgen(t *testing.T) {
 			return fmt.Errorf("no committed offsets yet")
 		}
 		return nil
-	})
+	}))
 
 	seen := map[int]bool{}
-	eventually(t, 60*time.Second, 200*time.Millisecond, "storm changes demo-churn-coop's membership", func() error {
-		if gone, err := lg.exited(); gone {
-			return fmt.Errorf("%w: %v", errStop, err)
-		}
+	testkit.Eventually(t, 60*time.Second, 200*time.Millisecond, "storm changes demo-churn-coop's membership", lg.Alive(func() error {
 		groups, err := adm.DescribeGroups(ctx, demo.GroupChurnCoop)
 		if err != nil {
 			return err
@@ -78,12 +68,12 @@ func TestLoadgen(t *testing.T) {
 			return fmt.Errorf("stable member counts seen so far: %v", seen)
 		}
 		return nil
-	})
+	}))
 
-	if err := lg.stop(20 * time.Second); err != nil {
+	if err := lg.Stop(20 * time.Second); err != nil {
 		t.Fatalf("loadgen on SIGTERM: %v", err)
 	}
-	if lg.err != nil {
-		t.Fatalf("loadgen exited with %v\n%s", lg.err, lg.out.Tail(2000))
+	if err := lg.ExitErr(); err != nil {
+		t.Fatalf("loadgen exited with %v\n%s", err, lg.Out.Tail(2000))
 	}
 }

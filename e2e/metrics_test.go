@@ -1,71 +1,22 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
+	"errors"
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 // exposition is what one scrape of /metrics held: for every series name,
-// every label name with the values seen.
+// every label name with the values seen. Histograms and summaries appear
+// under their real series names (_bucket, _sum, _count).
 type exposition map[string]map[string]map[string]bool
-
-// parseExposition reads the Prometheus text format. Histograms and
-// summaries appear under their real series names (_bucket, _sum, _count).
-func parseExposition(b []byte) (exposition, error) {
-	out := exposition{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		end := strings.IndexAny(line, "{ ")
-		if end <= 0 {
-			return nil, fmt.Errorf("cannot read %q", line)
-		}
-		name := line[:end]
-		labels := out[name]
-		if labels == nil {
-			labels = map[string]map[string]bool{}
-			out[name] = labels
-		}
-		if line[end] != '{' {
-			continue
-		}
-		rest := line[end+1:]
-		for len(rest) > 0 && rest[0] != '}' {
-			eq := strings.Index(rest, `="`)
-			if eq <= 0 {
-				return nil, fmt.Errorf("cannot read labels of %q", line)
-			}
-			lname := strings.TrimLeft(rest[:eq], ",")
-			var val strings.Builder
-			i := eq + 2
-			for ; i < len(rest) && rest[i] != '"'; i++ {
-				if rest[i] == '\\' && i+1 < len(rest) {
-					i++
-				}
-				val.WriteByte(rest[i])
-			}
-			if i >= len(rest) {
-				return nil, fmt.Errorf("unterminated label value in %q", line)
-			}
-			if labels[lname] == nil {
-				labels[lname] = map[string]bool{}
-			}
-			labels[lname][val.String()] = true
-			rest = strings.TrimLeft(rest[i+1:], ",")
-		}
-	}
-	return out, sc.Err()
-}
 
 // prometheusOwnSeries are made by Prometheus, not scraped.
 var prometheusOwnSeries = map[string][]string{
@@ -164,7 +115,7 @@ func checkNames(t testing.TB, scraped exposition) []string {
 				}
 				for _, v := range want {
 					if !values[v] {
-						problems = append(problems, fmt.Sprintf("metric %s has no series with %s=%q; it has %v (used by %s)", s.Metric, m.Name, v, sortedKeys(values), q.where))
+						problems = append(problems, fmt.Sprintf("metric %s has no series with %s=%q; it has %v (used by %s)", s.Metric, m.Name, v, slices.Sorted(maps.Keys(values)), q.where))
 					}
 				}
 			}
@@ -175,24 +126,14 @@ func checkNames(t testing.TB, scraped exposition) []string {
 			}
 		}
 	}
-	sort.Strings(problems)
-	return dedupe(problems)
+	slices.Sort(problems)
+	return slices.Compact(problems)
 }
 
 func anyValues(labels []string) map[string]map[string]bool {
 	out := map[string]map[string]bool{}
 	for _, l := range labels {
 		out[l] = nil
-	}
-	return out
-}
-
-func dedupe(s []string) []string {
-	var out []string
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
 	}
 	return out
 }
@@ -205,38 +146,20 @@ func dedupe(s []string) []string {
 func TestMetricNamesAreExported(t *testing.T) {
 	addr, p := liveExporter(t)
 	var problems []string
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if gone, err := p.exited(); gone {
-			t.Fatal(err)
-		}
-		body, err := httpGet("http://" + addr + "/metrics")
+	err := testkit.Poll(90*time.Second, time.Second, p.Alive(func() error {
+		scraped, err := testkit.Scrape("http://" + addr + "/metrics")
 		if err != nil {
-			t.Fatal(err)
+			return fmt.Errorf("%w: %v", testkit.ErrStop, err)
 		}
-		scraped, err := parseExposition(body)
-		if err != nil {
-			t.Fatal(err)
+		if problems = checkNames(t, scraped.LabelValues()); len(problems) > 0 {
+			return errors.New("names missing")
 		}
-		problems = checkNames(t, scraped)
-		if len(problems) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Second)
-	}
-	t.Errorf("the rules and dashboards use what the exporter does not export:\n  %s", strings.Join(problems, "\n  "))
-}
-
-func TestParseExposition(t *testing.T) {
-	in := "# HELP a_total x\n# TYPE a_total counter\na_total{x=\"1\",y=\"q\\\"uote\"} 3\nb 1\nh_bucket{le=\"+Inf\"} 2\n"
-	got, err := parseExposition([]byte(in))
-	if err != nil {
+		return nil
+	}))
+	switch {
+	case errors.Is(err, testkit.ErrStop):
 		t.Fatal(err)
-	}
-	if !got["a_total"]["x"]["1"] || !got["a_total"]["y"][`q"uote`] || got["b"] == nil || !got["h_bucket"]["le"]["+Inf"] {
-		t.Errorf("parsed %v", got)
+	case err != nil:
+		t.Errorf("the rules and dashboards use what the exporter does not export:\n  %s", strings.Join(problems, "\n  "))
 	}
 }

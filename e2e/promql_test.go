@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 )
@@ -219,14 +218,4 @@ func TestSubstitute(t *testing.T) {
 	if _, err := substitute(`x{l=~"$typo"}`, vals); err == nil {
 		t.Error("an unknown variable was accepted")
 	}
-}
-
-// sortedKeys returns a map's keys in order, for stable messages.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

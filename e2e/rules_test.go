@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -38,10 +37,7 @@ type rule struct {
 
 func loadRuleFile(t testing.TB, path string) ruleFile {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, path)
 	var f ruleFile
 	dec := yaml.NewDecoder(strings.NewReader(string(b)))
 	dec.KnownFields(true)
@@ -121,10 +117,7 @@ func TestEveryAlertHasUnitTests(t *testing.T) {
 		cov[r.Alert] = &coverage{}
 	}
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := readFile(t, f)
 		var u unitTestFile
 		if err := yaml.Unmarshal(b, &u); err != nil {
 			t.Fatalf("%s: %v", f, err)
@@ -216,10 +209,7 @@ func TestAlertConventions(t *testing.T) {
 // headings.
 func runbookAnchors(t testing.TB) map[string]bool {
 	t.Helper()
-	b, err := os.ReadFile(repoPath(t, "docs", "runbook.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, repoPath(t, "docs", "runbook.md"))
 	anchors := map[string]bool{}
 	punct := regexp.MustCompile(`[^a-z0-9 _-]`)
 	for _, line := range strings.Split(string(b), "\n") {
@@ -242,10 +232,7 @@ func TestThresholdsDocumented(t *testing.T) {
 		rules[r.Alert] = r
 	}
 
-	runbook, err := os.ReadFile(repoPath(t, "docs", "runbook.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	runbook := readFile(t, repoPath(t, "docs", "runbook.md"))
 	section := string(runbook)
 	if i := strings.Index(section, "\n## Thresholds\n"); i >= 0 {
 		section = section[i+1:]
@@ -281,10 +268,7 @@ func TestThresholdsDocumented(t *testing.T) {
 		}
 	}
 
-	header, err := os.ReadFile(repoPath(t, "alerts", "alerts.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	header := readFile(t, repoPath(t, "alerts", "alerts.yml"))
 	inHeader := map[string]bool{}
 	for _, line := range strings.Split(string(header), "\n") {
 		if !strings.HasPrefix(line, "#") {

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/config"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 func TestBadConfigurationExitsTwoWithOneClearLine(t *testing.T) {
@@ -81,38 +80,10 @@ func TestPasswordNeverLogged(t *testing.T) {
 	}
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
-}
-
-func get(url string) (int, string) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 // Brokers down at start: the process stays up, is not ready, reports
 // up=0, and recovers by itself once the cluster appears.
 func TestUnreachableAtStartThenRecovers(t *testing.T) {
-	ports := freePorts(t, 4)
+	ports := testkit.FreePorts(t, 4)
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	t.Setenv("KRE_BROKERS", fmt.Sprintf("127.0.0.1:%d", ports[1]))
 	t.Setenv("KRE_LISTEN_ADDRESS", httpAddr)
@@ -139,31 +110,40 @@ func TestUnreachableAtStartThenRecovers(t *testing.T) {
 	}()
 
 	base := "http://" + httpAddr
-	kafkatest.Eventually(t, 10*time.Second, func() error {
-		_, body := get(base + "/metrics")
-		if !strings.Contains(body, "kafka_rebalance_exporter_up 0") {
+	testkit.Eventually(t, 10*time.Second, 25*time.Millisecond, "up 0 with connect errors counted", func() error {
+		s, err := testkit.Scrape(base + "/metrics")
+		if err != nil {
+			return err
+		}
+		if up, ok := s.Get("kafka_rebalance_exporter_up"); !ok || up != 0 {
 			return fmt.Errorf("up is not 0 yet")
 		}
-		if !strings.Contains(body, `kafka_rebalance_exporter_poll_errors_total{stage="connect"}`) {
+		if _, ok := s.Get("kafka_rebalance_exporter_poll_errors_total", "stage", "connect"); !ok {
 			return fmt.Errorf("no connect errors counted")
 		}
 		return nil
 	})
-	if code, _ := get(base + "/readyz"); code != http.StatusServiceUnavailable {
+	if code, _, _ := testkit.Get(base + "/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz = %d before Kafka exists, want 503", code)
 	}
-	if code, _ := get(base + "/healthz"); code != http.StatusOK {
+	if code, _, _ := testkit.Get(base + "/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz = %d, want 200", code)
 	}
 
 	kafkatest.NewCluster(t, kfake.Ports(ports[1], ports[2], ports[3]))
-	kafkatest.Eventually(t, 30*time.Second, func() error {
-		if code, body := get(base + "/readyz"); code != http.StatusOK {
-			return fmt.Errorf("/readyz = %d: %s", code, body)
+	testkit.Eventually(t, 30*time.Second, 25*time.Millisecond, "ready with up 1 and 3 brokers", func() error {
+		if _, err := testkit.HTTPGet(base + "/readyz"); err != nil {
+			return err
 		}
-		_, body := get(base + "/metrics")
-		if !strings.Contains(body, "kafka_rebalance_exporter_up 1") || !strings.Contains(body, "kafka_brokers 3") {
-			return fmt.Errorf("not recovered yet")
+		s, err := testkit.Scrape(base + "/metrics")
+		if err != nil {
+			return err
+		}
+		if up, _ := s.Get("kafka_rebalance_exporter_up"); up != 1 {
+			return fmt.Errorf("not recovered yet: up %v", up)
+		}
+		if brokers, _ := s.Get("kafka_brokers"); brokers != 3 {
+			return fmt.Errorf("not recovered yet: %v brokers", brokers)
 		}
 		return nil
 	})

@@ -3,17 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -61,46 +55,6 @@ func TestInvalidWebConfigExitsTwo(t *testing.T) {
 	}
 }
 
-func newKey(t *testing.T) *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func pemOf(typ string, der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
-}
-
-func keyPEM(t *testing.T, k *ecdsa.PrivateKey) []byte {
-	der, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pemOf("EC PRIVATE KEY", der)
-}
-
-// issue signs a certificate for tmpl's use with parent (self-signed when
-// parent is nil).
-func issue(t *testing.T, serial int64, tmpl *x509.Certificate, parent *x509.Certificate, parentKey, key *ecdsa.PrivateKey) (*x509.Certificate, []byte) {
-	tmpl.SerialNumber = big.NewInt(serial)
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(time.Hour)
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, pemOf("CERTIFICATE", der)
-}
-
 func write(t *testing.T, dir, name string, b []byte) string {
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -117,38 +71,15 @@ type webPKI struct {
 
 func newWebPKI(t *testing.T) webPKI {
 	dir := t.TempDir()
-	ca := &x509.Certificate{Subject: pkix.Name{CommonName: "test CA"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caKey := newKey(t)
-	caCert, caPEM := issue(t, 1, ca, nil, nil, caKey)
-
-	serverKey := newKey(t)
-	_, serverPEM := issue(t, 2, &x509.Certificate{Subject: pkix.Name{CommonName: "exporter"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}, caCert, caKey, serverKey)
-
-	clientCert := func(parent *x509.Certificate, parentKey *ecdsa.PrivateKey, serial int64) tls.Certificate {
-		k := newKey(t)
-		_, p := issue(t, serial, &x509.Certificate{Subject: pkix.Name{CommonName: "prometheus"},
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}, parent, parentKey, k)
-		c, err := tls.X509KeyPair(p, keyPEM(t, k))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	otherKey := newKey(t)
-	other, _ := issue(t, 10, &x509.Certificate{Subject: pkix.Name{CommonName: "other CA"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}, nil, nil, otherKey)
-
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
+	ca := testkit.NewCA(t, "test CA")
+	server := ca.Server(t, "exporter")
 	return webPKI{
-		caFile:     write(t, dir, "ca.pem", caPEM),
-		serverCert: write(t, dir, "server.pem", serverPEM),
-		serverKey:  write(t, dir, "server-key.pem", keyPEM(t, serverKey)),
-		pool:       pool,
-		client:     clientCert(caCert, caKey, 3),
-		untrusted:  clientCert(other, otherKey, 11),
+		caFile:     write(t, dir, "ca.pem", ca.PEM),
+		serverCert: write(t, dir, "server.pem", server.CertPEM),
+		serverKey:  write(t, dir, "server-key.pem", server.KeyPEM),
+		pool:       ca.Pool(),
+		client:     ca.Client(t, "prometheus").TLS,
+		untrusted:  testkit.NewCA(t, "other CA").Client(t, "prometheus").TLS,
 	}
 }
 
@@ -156,9 +87,9 @@ func newWebPKI(t *testing.T) webPKI {
 // against brokers nobody listens on (the HTTP side does not need Kafka).
 func startServe(t *testing.T) string {
 	t.Helper()
-	addr := freeLoopback(t)
+	addr := testkit.FreeAddr(t)
 	t.Setenv("KRE_LISTEN_ADDRESS", addr)
-	t.Setenv("KRE_BROKERS", freeLoopback(t))
+	t.Setenv("KRE_BROKERS", testkit.FreeAddr(t))
 	t.Setenv("KRE_REQUEST_TIMEOUT", "1s")
 	cfg, err := config.Load()
 	if err != nil {
@@ -178,15 +109,6 @@ func startServe(t *testing.T) string {
 		}
 	})
 	return addr
-}
-
-func freeLoopback(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // Real HTTPS clients against a web configuration with mutual TLS and basic
@@ -277,13 +199,16 @@ func TestAPIDisabledAndIdleConnectionsClosed(t *testing.T) {
 	t.Setenv("KRE_WEB_IDLE_TIMEOUT", "500ms")
 	addr := startServe(t)
 	testkit.Eventually(t, 10*time.Second, 50*time.Millisecond, "HTTP answering", func() error {
-		code, _ := get("http://" + addr + "/healthz")
+		code, _, err := testkit.Get("http://" + addr + "/healthz")
+		if err != nil {
+			return err
+		}
 		if code != http.StatusOK {
 			return fmt.Errorf("/healthz %d", code)
 		}
 		return nil
 	})
-	if code, _ := get("http://" + addr + "/api/v1/groups"); code != http.StatusNotFound {
+	if code, _, _ := testkit.Get("http://" + addr + "/api/v1/groups"); code != http.StatusNotFound {
 		t.Errorf("/api/v1/groups with the API disabled: %d, want 404", code)
 	}
 

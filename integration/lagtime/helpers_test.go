@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -19,6 +16,7 @@ import (
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/status"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 // driver plays the exporter's offsets loop: every interval it runs one
@@ -59,19 +57,13 @@ func (d *driver) poll() {
 }
 
 // pollUntil polls until cond holds after a poll, failing after timeout.
+// poll waits for the driver's tick, so there is no further interval.
 func (d *driver) pollUntil(timeout time.Duration, what string, cond func() error) {
 	d.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	testkit.Eventually(d.t, timeout, 0, what, func() error {
 		d.poll()
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-	}
+		return cond()
+	})
 }
 
 // pollFor keeps polling while a known stretch of wall-clock time passes.
@@ -243,16 +235,6 @@ func commitEveryPoll(ctx context.Context, cl *kgo.Client, _ kgo.Fetches) {
 	_ = cl.CommitUncommittedOffsets(ctx)
 }
 
-func newAdmin(t *testing.T, addrs []string) *kadm.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return kadm.NewClient(cl)
-}
-
 // committed returns the group's committed offsets in topic, as the broker
 // reports them to an admin client.
 func committed(adm *kadm.Client, group, topic string) (map[int32]int64, error) {
@@ -346,34 +328,10 @@ func recordTimestamps(t *testing.T, addrs []string, topic string, at map[int32]i
 	return out
 }
 
-// gauges gathers the exporter's metrics through a Prometheus registry and
-// returns the values of one metric keyed by its labels rendered as
-// "name=value,..." in label name order.
-func gauges(t *testing.T, e *kafkatest.Exporter, metric string) map[string]float64 {
+// exposed gathers the exporter's metrics through a Prometheus registry.
+func exposed(t *testing.T, e *kafkatest.Exporter) testkit.Series {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(collector.New(e.Store, collector.Options{})); err != nil {
-		t.Fatal(err)
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != metric {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+"="+l.GetValue())
-			}
-			sort.Strings(labels)
-			out[strings.Join(labels, ",")] = m.GetGauge().GetValue()
-		}
-	}
-	return out
+	return testkit.Collect(t, collector.New(e.Store, collector.Options{}))
 }
 
 // assertStatus checks the group's status in the store's snapshot and in
@@ -388,15 +346,15 @@ func assertStatus(t *testing.T, e *kafkatest.Exporter, group, want string) statu
 	if r.Status != want {
 		t.Fatalf("group %s status %s (%s), want %s", group, r.Status, r.Reason, want)
 	}
-	exposed := gauges(t, e, "kafka_consumergroup_status")
+	series := exposed(t, e)
 	for _, st := range status.Statuses {
-		key := "consumergroup=" + group + ",status=" + st
-		v, ok := exposed[key]
+		key := testkit.Key("kafka_consumergroup_status", "consumergroup", group, "status", st)
+		v, ok := series[key]
 		if !ok {
-			t.Fatalf("kafka_consumergroup_status{%s} missing from the exposition", key)
+			t.Fatalf("%s missing from the exposition", key)
 		}
 		if wantV := map[bool]float64{true: 1, false: 0}[st == want]; v != wantV {
-			t.Fatalf("kafka_consumergroup_status{%s} = %v, want %v", key, v, wantV)
+			t.Fatalf("%s = %v, want %v", key, v, wantV)
 		}
 	}
 	return r

@@ -12,6 +12,7 @@ import (
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/lagtime"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 func TestLagSecondsMatchesRecordAge(t *testing.T) {
@@ -38,7 +39,7 @@ func checkLagSeconds(t *testing.T, opts ...kfake.Opt) {
 	)
 	addrs := kafkatest.NewCluster(t, opts...).ListenAddrs()
 	kafkatest.CreateTopic(t, addrs, topic, partitions)
-	adm := newAdmin(t, addrs)
+	adm := kafkatest.Admin(t, addrs)
 
 	env := map[string]string{"POLL_INTERVAL": interval.String(), "GROUP_INCLUDE": group, "TOPIC_INCLUDE": topic, "LAG_EXACT": "false"}
 	estimating := kafkatest.NewExporter(t, kafkatest.Config(t, addrs, env))
@@ -80,9 +81,8 @@ func checkLagSeconds(t *testing.T, opts ...kfake.Opt) {
 		if !ok {
 			t.Fatalf("%s: no lag in seconds for %s", name, group)
 		}
-		exposed := gauges(t, d.exporters[i], "kafka_consumergroup_lag_seconds")
-		exposedMax := gauges(t, d.exporters[i], "kafka_consumergroup_max_lag_seconds")
-		if v := exposedMax["consumergroup="+group]; v != gl.MaxSeconds {
+		series := exposed(t, d.exporters[i])
+		if v, _ := series.Get("kafka_consumergroup_max_lag_seconds", "consumergroup", group); v != gl.MaxSeconds {
 			t.Errorf("%s: exposed max lag seconds %v, snapshot %v", name, v, gl.MaxSeconds)
 		}
 		results[i] = map[int32]figures{}
@@ -95,9 +95,9 @@ func checkLagSeconds(t *testing.T, opts ...kfake.Opt) {
 			if !ok {
 				t.Fatalf("%s: no lag in seconds for partition %d", name, p)
 			}
-			key := fmt.Sprintf("consumergroup=%s,partition=%d,topic=%s", group, p, topic)
-			if v, ok := exposed[key]; !ok || v != pl.Seconds {
-				t.Errorf("%s: exposed kafka_consumergroup_lag_seconds{%s} = %v (present %v), snapshot %v", name, key, v, ok, pl.Seconds)
+			key := testkit.Key("kafka_consumergroup_lag_seconds", "consumergroup", group, "partition", fmt.Sprint(p), "topic", topic)
+			if v, ok := series[key]; !ok || v != pl.Seconds {
+				t.Errorf("%s: exposed %s = %v (present %v), snapshot %v", name, key, v, ok, pl.Seconds)
 			}
 			truth := now.Sub(stamps[p]).Seconds()
 			maxTruth = max(maxTruth, truth)

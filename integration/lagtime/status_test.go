@@ -14,6 +14,7 @@ import (
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/lagtime"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/status"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 // statusInterval is the poll interval of the status scenarios; with a
@@ -37,7 +38,7 @@ func statusOf(s *store.Snapshot, group string) status.Result { return s.Status[g
 
 func TestStatusFromRealConsumers(t *testing.T) {
 	addrs := kafkatest.NewCluster(t).ListenAddrs()
-	adm := newAdmin(t, addrs)
+	adm := kafkatest.Admin(t, addrs)
 
 	t.Run("OK while keeping up, STOP once gone", func(t *testing.T) {
 		const group, topic = "steady-consumers", "steady"
@@ -113,7 +114,7 @@ func TestStatusFromRealConsumers(t *testing.T) {
 				}
 			})
 		})
-		kafkatest.Eventually(t, 15*time.Second, func() error {
+		testkit.Eventually(t, 15*time.Second, 25*time.Millisecond, "the member committed 10 per partition and Stable", func() error {
 			if err := atLeast(adm, group, topic, 2, 10)(); err != nil {
 				return err
 			}
@@ -129,7 +130,7 @@ func TestStatusFromRealConsumers(t *testing.T) {
 		if r.Lag != 20 {
 			t.Errorf("lag %d, want 20", r.Lag)
 		}
-		if got := gauges(t, e, "kafka_consumergroup_lag_seconds"); len(got) != 0 {
+		if got := exposed(t, e).Family("kafka_consumergroup_lag_seconds"); len(got) != 0 {
 			t.Errorf("lag seconds exported after one poll: %v", got)
 		}
 		d.poll()
@@ -180,7 +181,7 @@ func TestStatusFromRealConsumers(t *testing.T) {
 		// A real sarama group drains the topic, commits 30 on each
 		// partition and leaves.
 		kafkatest.ConsumeAll(t, addrs, group, []string{topic})
-		kafkatest.Eventually(t, 10*time.Second, groupState(adm, group, "Empty"))
+		testkit.Eventually(t, 10*time.Second, 25*time.Millisecond, "the drained group Empty", groupState(adm, group, "Empty"))
 
 		e := statusExporter(t, addrs, group, topic, "1m", 1000)
 		d := newDriver(t, statusInterval, e)
@@ -191,15 +192,7 @@ func TestStatusFromRealConsumers(t *testing.T) {
 
 		var to kadm.Offsets
 		to.Add(kadm.Offset{Topic: topic, Partition: 0, At: 5, LeaderEpoch: -1})
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		rs, err := adm.CommitOffsets(ctx, group, to)
-		if err == nil {
-			err = rs.Error()
-		}
-		if err != nil {
-			t.Fatalf("reset %s/0 to 5: %v", topic, err)
-		}
+		kafkatest.CommitOffsets(t, adm, group, to) // reset partition 0 to 5
 
 		// The backwards step stays in the 4-poll window for this poll and
 		// the next two; then the group is an empty one with a constant
@@ -221,9 +214,7 @@ func TestStatusFromRealConsumers(t *testing.T) {
 		// Show REWIND once more through the exposition: reset again.
 		to = nil
 		to.Add(kadm.Offset{Topic: topic, Partition: 1, At: 0, LeaderEpoch: -1})
-		if rs, err := adm.CommitOffsets(ctx, group, to); err != nil || rs.Error() != nil {
-			t.Fatalf("reset %s/1 to 0: %v %v", topic, err, rs.Error())
-		}
+		kafkatest.CommitOffsets(t, adm, group, to) // reset partition 1 to 0
 		d.poll()
 		r = assertStatus(t, e, group, status.StatusRewind)
 		t.Logf("REWIND reason: %s", r.Reason)

@@ -8,8 +8,8 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 // classicClient starts one member of a classic group whose subscription
@@ -132,7 +132,7 @@ func TestClassicKIP792(t *testing.T) {
 			// While the coordinator waits for the stuck member no member
 			// metadata is trusted, and the exporter keeps the generation
 			// the group last completed rather than dropping it.
-			kafkatest.Eventually(t, 10*time.Second, func() error {
+			testkit.Eventually(t, 10*time.Second, 25*time.Millisecond, "the held rebalance seen in progress", func() error {
 				snap := e.exp.Store.Current()
 				st := snap.Rebalance[group]
 				if !st.Rebalancing {

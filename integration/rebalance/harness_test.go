@@ -11,8 +11,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,10 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
@@ -31,6 +31,7 @@ import (
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 const (
@@ -120,12 +121,7 @@ func newEnv(t *testing.T, topics ...string) *env {
 		// returns something and BlockRebalanceOnPoll engages.
 		kafkatest.Produce(t, e.addrs, topic, all, 5)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	e.adm = kadm.NewClient(cl)
+	e.adm = kafkatest.Admin(t, e.addrs)
 
 	e.exp = kafkatest.NewExporter(t, loadConfig(t, e.addrs))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -259,7 +255,7 @@ func (e *env) pollGroups(ctx context.Context) {
 // and returns the store's snapshot.
 func (e *env) snapshotAfter(t time.Time) *store.Snapshot {
 	e.t.Helper()
-	kafkatest.Eventually(e.t, 20*time.Second, func() error {
+	testkit.Eventually(e.t, 20*time.Second, 25*time.Millisecond, "a groups poll published after "+t.Format(time.StampMilli), func() error {
 		if e.published.Load() <= t.UnixNano() {
 			return fmt.Errorf("no groups poll started after %s has been published (failed polls: %d, last error: %v)",
 				t.Format(time.StampMilli), e.pollErrs.Load(), e.lastErr.Load())
@@ -274,18 +270,9 @@ func stats(t *testing.T, snap *store.Snapshot, group string) rebalance.GroupStat
 	t.Helper()
 	st, ok := snap.Rebalance[group]
 	if !ok {
-		t.Fatalf("group %s has no rebalance statistics; tracked: %v", group, keys(snap.Rebalance))
+		t.Fatalf("group %s has no rebalance statistics; tracked: %v", group, slices.Sorted(maps.Keys(snap.Rebalance)))
 	}
 	return st
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // settled is a group's settled state as the clients and an independent
@@ -310,33 +297,40 @@ type probe func(ctx context.Context) (settled, error)
 func (e *env) settle(group string, p probe) (settled, *store.Snapshot) {
 	e.t.Helper()
 	deadline := time.Now().Add(settleTimeout)
-	var last string
-	for time.Now().Before(deadline) {
-		s, err := e.quiet(p, deadline)
-		if err != nil {
-			last = err.Error()
-			break
+	var (
+		s    settled
+		snap *store.Snapshot
+	)
+	// Each attempt waits (quiet, snapshotAfter) by itself: no interval.
+	err := testkit.Poll(settleTimeout, 0, func() error {
+		var err error
+		if s, err = e.quiet(p, deadline); err != nil {
+			return fmt.Errorf("%w: %v", testkit.ErrStop, err)
 		}
-		snap := e.snapshotAfter(time.Now())
+		snap = e.snapshotAfter(time.Now())
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		again, err := p(ctx)
 		cancel()
 		if err == nil && again.key == s.key {
-			return s, snap
+			return nil
 		}
-		last = fmt.Sprintf("group moved while it was being polled: %v / %q -> %q", err, s.key, again.key)
+		return fmt.Errorf("group moved while it was being polled: %v / %q -> %q", err, s.key, again.key)
+	})
+	if err != nil {
+		e.t.Fatalf("group %s did not settle within %s: %v", group, settleTimeout, err)
 	}
-	e.t.Fatalf("group %s did not settle within %s: %s", group, settleTimeout, last)
-	return settled{}, nil
+	return s, snap
 }
 
+// quiet probes every 50 ms until p has reported the same settled state for
+// quietFor, or deadline passes.
 func (e *env) quiet(p probe, deadline time.Time) (settled, error) {
 	var (
 		cur   settled
 		since time.Time
 		last  error
 	)
-	for time.Now().Before(deadline) {
+	err := testkit.Poll(time.Until(deadline), 50*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		s, err := p(ctx)
 		cancel()
@@ -346,11 +340,14 @@ func (e *env) quiet(p probe, deadline time.Time) (settled, error) {
 		case since.IsZero() || s.key != cur.key:
 			cur, since = s, time.Now()
 		case time.Since(since) >= quietFor:
-			return cur, nil
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond) // probe interval
+		return fmt.Errorf("never quiet for %s; last: %v", quietFor, last)
+	})
+	if err != nil {
+		return settled{}, err
 	}
-	return settled{}, fmt.Errorf("never quiet for %s; last: %v", quietFor, last)
+	return cur, nil
 }
 
 // classicProbe is settled when the admin client describes the group as
@@ -480,36 +477,14 @@ type frozen struct{ s *store.Snapshot }
 func (f frozen) Current() *store.Snapshot { return f.s }
 
 // scrape renders snap through the exporter's collector and returns the
-// group's series by metric name; histograms as name_count and name_sum.
+// group's own series (labelled by consumergroup alone) by metric name;
+// histograms as name_count and name_sum.
 func scrape(t *testing.T, snap *store.Snapshot, group string) map[string]float64 {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collector.New(frozen{snap}, collector.Options{}))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
 	out := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			mine := false
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "consumergroup" && l.GetValue() == group {
-					mine = true
-				}
-			}
-			if !mine || len(m.GetLabel()) != 1 {
-				continue
-			}
-			switch {
-			case m.GetHistogram() != nil:
-				out[mf.GetName()+"_count"] = float64(m.GetHistogram().GetSampleCount())
-				out[mf.GetName()+"_sum"] = m.GetHistogram().GetSampleSum()
-			case m.GetCounter() != nil:
-				out[mf.GetName()] = m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				out[mf.GetName()] = m.GetGauge().GetValue()
-			}
+	for key, v := range testkit.Collect(t, collector.New(frozen{snap}, collector.Options{})).Match("", "consumergroup", group) {
+		if name, labels, _ := testkit.SplitKey(key); len(labels) == 1 {
+			out[name] = v
 		}
 	}
 	return out

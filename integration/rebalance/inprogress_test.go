@@ -7,8 +7,8 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 // TestRebalanceHeldOpen holds a rebalance open and watches the exporter's
@@ -44,7 +44,7 @@ func TestRebalanceHeldOpen(t *testing.T) {
 
 	// Two observations of the same rebalance, the second later in it.
 	var first rebalance.GroupStats
-	kafkatest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, 25*time.Millisecond, "the held rebalance seen in progress", func() error {
 		snap := e.exp.Store.Current()
 		st, ok := snap.Rebalance[group]
 		if !ok || !st.Rebalancing || st.RebalanceInProgress() <= 0 {
@@ -59,7 +59,7 @@ func TestRebalanceHeldOpen(t *testing.T) {
 		return nil
 	})
 	var later rebalance.GroupStats
-	kafkatest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, 25*time.Millisecond, "the held rebalance seen a second later in it", func() error {
 		st := e.exp.Store.Current().Rebalance[group]
 		if !st.Rebalancing || st.RebalanceInProgress() < first.RebalanceInProgress()+time.Second {
 			return fmt.Errorf("in progress %s (rebalancing %v), first seen at %s", st.RebalanceInProgress(), st.Rebalancing, first.RebalanceInProgress())

@@ -1,7 +1,6 @@
 package rebalance_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 // cuttable hands out connections it can cut all at once. A client dialing
@@ -397,27 +398,10 @@ const kcatPath = "/usr/bin/kcat"
 type kcatMember struct {
 	clientID string
 	cmd      *exec.Cmd
-	out      *lockedBuffer
+	out      *testkit.SyncBuffer
 	done     chan struct{}
 	t        *testing.T
 	once     sync.Once
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func requireKcat(t *testing.T) {
@@ -430,7 +414,7 @@ func requireKcat(t *testing.T) {
 func startKcat(t *testing.T, e *env, group, topic, clientID string) *kcatMember {
 	t.Helper()
 	requireKcat(t)
-	m := &kcatMember{clientID: clientID, out: &lockedBuffer{}, done: make(chan struct{}), t: t}
+	m := &kcatMember{clientID: clientID, out: &testkit.SyncBuffer{}, done: make(chan struct{}), t: t}
 	m.cmd = exec.Command(kcatPath, "-q", "-b", e.addrs[0], "-G", group,
 		"-X", "client.id="+clientID,
 		"-X", "partition.assignment.strategy=range",
@@ -441,7 +425,7 @@ func startKcat(t *testing.T, e *env, group, topic, clientID string) *kcatMember 
 		"-X", "max.poll.interval.ms=5000",
 		"-X", "enable.auto.commit=false",
 		topic)
-	m.cmd.Stdout = &lockedBuffer{} // records; not looked at
+	m.cmd.Stdout = &testkit.SyncBuffer{} // records; not looked at
 	m.cmd.Stderr = m.out
 	if err := m.cmd.Start(); err != nil {
 		t.Fatalf("start kcat: %v", err)

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -14,27 +15,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
 
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
-// eventually polls cond until it reports true or the deadline passes; cond
-// also returns a description of what it last saw, for the failure message.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for {
-		ok, seen := cond()
-		if ok {
-			return
-		}
-		last = seen
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, what, last)
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval, not synchronisation
-	}
-}
+// pollEvery is how often the tests look at the cluster while they wait.
+const pollEvery = 100 * time.Millisecond
 
 func startTestCluster(t *testing.T, extra ...kfake.Opt) *Cluster {
 	t.Helper()
@@ -77,16 +63,6 @@ func runTestWorkload(t *testing.T, addrs []string, opts WorkloadOptions) *Worklo
 		cancel()
 	})
 	return w
-}
-
-func newAdmin(t *testing.T, addrs []string) *kadm.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatalf("admin client: %v", err)
-	}
-	t.Cleanup(cl.Close)
-	return kadm.NewClient(cl)
 }
 
 func reqCtx(t *testing.T) context.Context {
@@ -149,7 +125,7 @@ func listGroupTypes(ctx context.Context, addrs []string) (map[string]string, err
 func waitSettled(t *testing.T, adm *kadm.Client, w *Workload, members int, groups ...string) map[string]int32 {
 	t.Helper()
 	var baseline map[string]int32
-	eventually(t, 20*time.Second, fmt.Sprintf("%v to settle with %d members each", groups, members), func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, pollEvery, fmt.Sprintf("%v to settle with %d members each", groups, members), func() error {
 		var seen []string
 		ok := true
 		for _, g := range groups {
@@ -158,13 +134,13 @@ func waitSettled(t *testing.T, adm *kadm.Client, w *Workload, members int, group
 			if g == GroupChurn848 {
 				described, err := adm.DescribeConsumerGroups(reqCtx(t), g)
 				if err != nil {
-					return false, err.Error()
+					return err
 				}
 				state, n = described[g].State, len(described[g].Members)
 			} else {
 				described, err := adm.DescribeGroups(reqCtx(t), g)
 				if err != nil {
-					return false, err.Error()
+					return err
 				}
 				state, n = described[g].State, len(described[g].Members)
 			}
@@ -179,7 +155,10 @@ func waitSettled(t *testing.T, adm *kadm.Client, w *Workload, members int, group
 				ok = false
 			}
 		}
-		return ok, fmt.Sprintf("%v generations %v", seen, baseline)
+		if !ok {
+			return fmt.Errorf("%v generations %v", seen, baseline)
+		}
+		return nil
 	})
 	return baseline
 }
@@ -188,14 +167,14 @@ func waitSettled(t *testing.T, adm *kadm.Client, w *Workload, members int, group
 // least by above baseline.
 func waitAdvance(t *testing.T, w *Workload, baseline map[string]int32, by int32, groups ...string) {
 	t.Helper()
-	eventually(t, 25*time.Second, fmt.Sprintf("%v to advance %d generations", groups, by), func() (bool, string) {
+	testkit.Eventually(t, 25*time.Second, pollEvery, fmt.Sprintf("%v to advance %d generations", groups, by), func() error {
 		now := w.GroupGenerations()
 		for _, g := range groups {
 			if now[g] < baseline[g]+by {
-				return false, fmt.Sprintf("baseline %v, now %v", baseline, now)
+				return fmt.Errorf("baseline %v, now %v", baseline, now)
 			}
 		}
-		return true, ""
+		return nil
 	})
 }
 
@@ -203,7 +182,7 @@ func TestWorkloadShapesEveryGroup(t *testing.T) {
 	t.Parallel()
 	cluster := startTestCluster(t)
 	w := runTestWorkload(t, cluster.Addrs(), testWorkloadOptions())
-	adm := newAdmin(t, cluster.Addrs())
+	adm := kafkatest.Admin(t, cluster.Addrs())
 
 	if !w.KIP848() {
 		t.Fatalf("kfake supports KIP-848 but the workload says it does not")
@@ -212,53 +191,58 @@ func TestWorkloadShapesEveryGroup(t *testing.T) {
 		t.Fatalf("Groups() = %s, want %s", got, want)
 	}
 
-	eventually(t, 20*time.Second, "every demo group to exist", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, pollEvery, "every demo group to exist", func() error {
 		listed, err := adm.ListGroups(reqCtx(t))
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		for _, g := range GroupNames() {
 			if _, ok := listed[g]; !ok {
-				return false, fmt.Sprintf("listed %v", listed.Groups())
+				return fmt.Errorf("listed %v", listed.Groups())
 			}
 		}
-		return true, ""
+		return nil
 	})
 
-	eventually(t, 20*time.Second, "demo-slow lag to grow well past demo-fast's", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, pollEvery, "demo-slow lag to grow well past demo-fast's", func() error {
 		slowLag, slowParts, err := groupLag(reqCtx(t), adm, GroupSlow)
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		fastLag, fastParts, err := groupLag(reqCtx(t), adm, GroupFast)
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
-		seen := fmt.Sprintf("slow lag %d over %d partitions, fast lag %d over %d partitions", slowLag, slowParts, fastLag, fastParts)
 		// Both committed on every partition they read, slow is clearly
 		// behind, and fast is within a couple of commit intervals.
-		return slowParts == 9 && fastParts == 11 && slowLag > 300 && fastLag < slowLag/2, seen
+		if !(slowParts == 9 && fastParts == 11 && slowLag > 300 && fastLag < slowLag/2) {
+			return fmt.Errorf("slow lag %d over %d partitions, fast lag %d over %d partitions", slowLag, slowParts, fastLag, fastParts)
+		}
+		return nil
 	})
 
-	eventually(t, 20*time.Second, "demo-idle to be Empty with committed offsets and lag", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, pollEvery, "demo-idle to be Empty with committed offsets and lag", func() error {
 		described, err := adm.DescribeGroups(reqCtx(t), GroupIdle)
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		state := described[GroupIdle].State
 		lag, parts, err := groupLag(reqCtx(t), adm, GroupIdle)
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
-		return state == "Empty" && parts > 0 && lag > 0, fmt.Sprintf("state %q, lag %d over %d partitions", state, lag, parts)
+		if !(state == "Empty" && parts > 0 && lag > 0) {
+			return fmt.Errorf("state %q, lag %d over %d partitions", state, lag, parts)
+		}
+		return nil
 	})
 
 	// The classic groups' subscription metadata is what the exporter reads
 	// generations from: range members must not send one, the others must.
-	eventually(t, 20*time.Second, "classic members' subscription metadata versions", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, pollEvery, "classic members' subscription metadata versions", func() error {
 		described, err := adm.DescribeGroups(reqCtx(t), GroupChurnRange, GroupChurnCoop, GroupFast)
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		var seen []string
 		ok := true
@@ -280,7 +264,10 @@ func TestWorkloadShapesEveryGroup(t *testing.T) {
 				}
 			}
 		}
-		return ok, strings.Join(seen, " ")
+		if !ok {
+			return errors.New(strings.Join(seen, " "))
+		}
+		return nil
 	})
 
 	types, err := listGroupTypes(reqCtx(t), cluster.Addrs())
@@ -307,7 +294,7 @@ func TestStormSpeedsUpChurn(t *testing.T) {
 	opts.ChurnInterval = time.Hour // only the storm can make these groups rebalance
 	w := runTestWorkload(t, cluster.Addrs(), opts)
 
-	adm := newAdmin(t, cluster.Addrs())
+	adm := kafkatest.Admin(t, cluster.Addrs())
 	before := waitSettled(t, adm, w, baseChurnMembers, ChurnGroupNames()...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -328,7 +315,7 @@ func TestWorkloadWithoutKIP848(t *testing.T) {
 	opts := testWorkloadOptions()
 	opts.Logger = zerolog.New(logs).Level(zerolog.WarnLevel)
 	w := runTestWorkload(t, cluster.Addrs(), opts)
-	adm := newAdmin(t, cluster.Addrs())
+	adm := kafkatest.Admin(t, cluster.Addrs())
 
 	if w.KIP848() {
 		t.Fatalf("a 2.8 cluster cannot host KIP-848 groups, but the workload says it can")
@@ -342,24 +329,27 @@ func TestWorkloadWithoutKIP848(t *testing.T) {
 		t.Fatalf("expected a warning naming %s, logs: %s", GroupChurn848, logs.String())
 	}
 
-	eventually(t, 20*time.Second, "the classic groups to run and commit", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, pollEvery, "the classic groups to run and commit", func() error {
 		listed, err := adm.ListGroups(reqCtx(t))
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		if _, ok := listed[GroupChurn848]; ok {
-			return false, "the KIP-848 group exists on a 2.8 cluster"
+			return errors.New("the KIP-848 group exists on a 2.8 cluster")
 		}
 		for _, g := range w.Groups() {
 			if _, ok := listed[g]; !ok {
-				return false, fmt.Sprintf("listed %v", listed.Groups())
+				return fmt.Errorf("listed %v", listed.Groups())
 			}
 		}
 		lag, parts, err := groupLag(reqCtx(t), adm, GroupSlow)
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
-		return parts > 0 && lag > 0, fmt.Sprintf("slow lag %d over %d partitions", lag, parts)
+		if !(parts > 0 && lag > 0) {
+			return fmt.Errorf("slow lag %d over %d partitions", lag, parts)
+		}
+		return nil
 	})
 
 	baseline := waitSettled(t, adm, w, baseChurnMembers, GroupChurnRange, GroupChurnCoop)
@@ -381,20 +371,20 @@ func TestCancelThenCloseLeavesCleanly(t *testing.T) {
 		t.Fatalf("RunWorkload: %v", err)
 	}
 	t.Cleanup(w.Close)
-	adm := newAdmin(t, cluster.Addrs())
+	adm := kafkatest.Admin(t, cluster.Addrs())
 
-	eventually(t, 20*time.Second, "every running group except demo-idle to have members", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, pollEvery, "every running group except demo-idle to have members", func() error {
 		listed, err := adm.ListGroups(reqCtx(t))
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		for _, g := range w.Groups() {
 			state := listed[g].State
 			if g != GroupIdle && (state == "" || state == "Empty") {
-				return false, fmt.Sprintf("%s is %q", g, state)
+				return fmt.Errorf("%s is %q", g, state)
 			}
 		}
-		return true, ""
+		return nil
 	})
 
 	cancel()

@@ -10,6 +10,9 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 // leaveRecorder watches the cluster for explicit departures: classic
@@ -118,7 +121,7 @@ func TestCrashLeavesNoGoodbye(t *testing.T) {
 	cluster := startTestCluster(t)
 	leaves := recordLeaves(cluster)
 	w := bareWorkload(t, cluster.Addrs())
-	adm := newAdmin(t, cluster.Addrs())
+	adm := kafkatest.Admin(t, cluster.Addrs())
 
 	kinds := []struct {
 		name string
@@ -142,24 +145,28 @@ func TestCrashLeavesNoGoodbye(t *testing.T) {
 			// does not), so a crash mid-rebalance can take the survivor out
 			// too; that is a kfake artefact, not what this test is about.
 			var before map[string]memberInfo
-			eventually(t, 20*time.Second, "both members to own partitions in a Stable group", func() (bool, string) {
+			testkit.Eventually(t, 20*time.Second, pollEvery, "both members to own partitions in a Stable group", func() error {
 				state, now, err := groupMembers(reqCtx(t), adm, k.spec.group, is848)
 				if err != nil {
-					return false, err.Error()
+					return err
 				}
 				before = now
-				return state == "Stable" && len(now) == 2 && now[crashed.clientID].assigned > 0 && now[stopped.clientID].assigned > 0,
-					fmt.Sprintf("%s %v", state, now)
+				if !(state == "Stable" && len(now) == 2 && now[crashed.clientID].assigned > 0 && now[stopped.clientID].assigned > 0) {
+					return fmt.Errorf("%s %v", state, now)
+				}
+				return nil
 			})
 
 			crashed.crash()
-			eventually(t, 20*time.Second, "the crashed member to time out of the group", func() (bool, string) {
+			testkit.Eventually(t, 20*time.Second, pollEvery, "the crashed member to time out of the group", func() error {
 				state, now, err := groupMembers(reqCtx(t), adm, k.spec.group, is848)
 				if err != nil {
-					return false, err.Error()
+					return err
 				}
-				_, present := now[crashed.clientID]
-				return !present, fmt.Sprintf("%s %v", state, now)
+				if _, present := now[crashed.clientID]; present {
+					return fmt.Errorf("%s %v", state, now)
+				}
+				return nil
 			})
 			if crashedID := before[crashed.clientID].id; leaves.sentLeave(crashedID) {
 				t.Fatalf("crashed member %s sent a leave", crashedID)

@@ -1,7 +1,6 @@
 package kafka_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,15 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/collector"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
 // One broker failing must not freeze the view of the others: a poll with
@@ -32,27 +29,14 @@ func TestPartialPollWhenOneBrokerFails(t *testing.T) {
 	parts := []int32{0, 1, 2, 3, 4, 5}
 	kafkatest.Produce(t, addrs, topic, parts, 10)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	adm := kafkatest.Admin(t, addrs)
 	commit := func(group string, at int64) {
 		t.Helper()
 		var os kadm.Offsets
 		for _, p := range parts {
 			os.AddOffset(topic, p, at, -1)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		resp, err := adm.CommitOffsets(ctx, group, os)
-		if err == nil {
-			err = resp.Error()
-		}
-		if err != nil {
-			t.Fatalf("commit %s: %v", group, err)
-		}
+		kafkatest.CommitOffsets(t, adm, group, os)
 	}
 	// Enough groups that every broker coordinates some.
 	coordinator := map[string]int32{}
@@ -94,7 +78,7 @@ func TestPartialPollWhenOneBrokerFails(t *testing.T) {
 	})
 	commit(healthyGroup, 8)
 
-	err = e.TryPoll()
+	err := e.TryPoll()
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("broker %d", victim)) {
 		t.Fatalf("poll error %v does not name broker %d", err, victim)
 	}
@@ -134,16 +118,16 @@ func TestPartialPollWhenOneBrokerFails(t *testing.T) {
 	if unknown == 0 || known == 0 {
 		t.Fatalf("partitions not spread over brokers: %d unknown, %d known", unknown, known)
 	}
-	text := scrape(t, collector.New(e.Store, collector.Options{}))
-	if strings.Contains(text, fmt.Sprintf("kafka_consumergroup_lag_sum{consumergroup=%q", healthyGroup)) {
-		t.Error("lag_sum exported over only the partitions whose log end is known")
+	series := testkit.Collect(t, collector.New(e.Store, collector.Options{}))
+	if got := series.Match("kafka_consumergroup_lag_sum", "consumergroup", healthyGroup); len(got) != 0 {
+		t.Errorf("lag_sum exported over only the partitions whose log end is known: %v", got)
 	}
-	if !strings.Contains(text, fmt.Sprintf(`kafka_consumergroup_lag{consumergroup=%q,partition="%d",topic=%q} 2`, healthyGroup, firstHealthy(c, topic, victim), topic)) {
-		t.Errorf("no fresh lag for a partition of a healthy leader:\n%s", text)
+	if v, ok := series.Get("kafka_consumergroup_lag", "consumergroup", healthyGroup, "partition", fmt.Sprint(firstHealthy(c, topic, victim)), "topic", topic); !ok || v != 2 {
+		t.Errorf("no fresh lag 2 for a partition of a healthy leader: %v", series.Family("kafka_consumergroup_lag"))
 	}
 
 	failing.Store(false)
-	kafkatest.Eventually(t, 20*time.Second, func() error { return e.TryPoll() })
+	testkit.Eventually(t, 20*time.Second, 25*time.Millisecond, "a poll without failures once the broker answers again", e.TryPoll)
 	healed := e.Store.Current()
 	if !healed.Loops[cluster.LoopGroups].LastOK || !healed.Loops[cluster.LoopOffsets].LastOK {
 		t.Fatal("not recovered")
@@ -161,21 +145,4 @@ func firstHealthy(c interface{ LeaderFor(string, int32) int32 }, topic string, v
 			return p
 		}
 	}
-}
-
-func scrape(t *testing.T, c prometheus.Collector) string {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(c)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, mf := range mfs {
-		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return b.String()
 }

@@ -1,6 +1,7 @@
 // Package kafkatest gives tests a real Kafka wire protocol to talk to: an
-// in-process kfake cluster, plus helpers that produce records and drive
-// real sarama and franz-go consumer groups against it.
+// in-process kfake cluster, plus helpers that produce records, commit
+// offsets and drive real sarama and franz-go consumer groups against it.
+// Polling a condition and reading metrics are testkit's.
 package kafkatest
 
 import (
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -27,23 +29,6 @@ func NewCluster(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
 	}
 	t.Cleanup(c.Close)
 	return c
-}
-
-// Eventually polls cond until it returns nil or the timeout expires, and
-// fails the test with cond's last error.
-func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // Produce writes n records to each listed partition of topic and waits
@@ -88,6 +73,34 @@ func CreateTopic(t testing.TB, addrs []string, topic string, partitions int32) {
 	}
 	if code := resp.Topics[0].ErrorCode; code != 0 {
 		t.Fatalf("create topic %s: error code %d", topic, code)
+	}
+}
+
+// Admin is an admin client for the cluster at addrs, closed when the test
+// ends.
+func Admin(t testing.TB, addrs []string) *kadm.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatalf("admin client: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
+// CommitOffsets commits offsets for group as an admin does (no member, no
+// generation) and fails the test unless the commit and every partition in
+// it succeed.
+func CommitOffsets(t testing.TB, adm *kadm.Client, group string, offsets kadm.Offsets) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := adm.CommitOffsets(ctx, group, offsets)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("commit offsets of group %s: %v", group, err)
 	}
 }
 
