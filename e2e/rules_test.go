@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -244,6 +246,7 @@ func TestThresholdsDocumented(t *testing.T) {
 	}
 	row := regexp.MustCompile("^\\|\\s*(Kafka\\w+)\\s*\\|\\s*(\\w+)\\s*\\|\\s*`([^`]+)`\\s*\\|\\s*(\\w+)\\s*\\|$")
 	inTable := map[string]bool{}
+	quoted := map[string]string{}
 	for _, line := range strings.Split(section, "\n") {
 		m := row.FindStringSubmatch(strings.TrimSpace(line))
 		if m == nil {
@@ -252,6 +255,7 @@ func TestThresholdsDocumented(t *testing.T) {
 		// A | inside a table cell is written \|.
 		name, sev, thr, forDur := m[1], m[2], strings.ReplaceAll(m[3], `\|`, "|"), m[4]
 		inTable[name] = true
+		quoted[name] = thr
 		r, ok := rules[name]
 		if !ok {
 			t.Errorf("runbook thresholds: %s is not an alert in alerts/alerts.yml", name)
@@ -267,6 +271,8 @@ func TestThresholdsDocumented(t *testing.T) {
 			t.Errorf("runbook thresholds: %s threshold %q does not appear in its expr %q", name, thr, r.Expr)
 		}
 	}
+
+	checkPromQL(t, quoted)
 
 	header := readFile(t, repoPath(t, "alerts", "alerts.yml"))
 	inHeader := map[string]bool{}
@@ -358,4 +364,27 @@ func formatPromDuration(d time.Duration) string {
 		return fmt.Sprintf("%ds", d/time.Second)
 	}
 	return fmt.Sprintf("%dms", d/time.Millisecond)
+}
+
+// checkPromQL fails for every quoted expression that is not valid PromQL
+// on its own, as promtool parses it: a quote is meant to be pasted into
+// Prometheus.
+func checkPromQL(t *testing.T, exprs map[string]string) {
+	t.Helper()
+	promtool := tool(t, "promtool")
+	for name, expr := range exprs {
+		doc := map[string]any{"groups": []any{map[string]any{"name": "quoted", "rules": []any{
+			map[string]any{"record": "quoted:expr", "expr": expr}}}}}
+		b, err := yaml.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(t.TempDir(), "quoted.yml")
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(promtool, "check", "rules", f).CombinedOutput(); err != nil {
+			t.Errorf("runbook thresholds: %s quotes %q, which is not valid PromQL: %s", name, expr, out)
+		}
+	}
 }
