@@ -65,10 +65,10 @@ func TestSeriesBudget(t *testing.T) {
 		opts                collector.Options
 		perGroup, perGroupP int // series per group (beyond its partitions) and per group-partition
 	}{
-		{collector.Options{}, 28, 3},
-		{collector.Options{DurationBuckets: true}, 41, 3},
-		{collector.Options{Granularity: collector.Topic}, 28, 0},
-		{collector.Options{Granularity: collector.Group}, 28, 0},
+		{collector.Options{}, 29, 3},
+		{collector.Options{DurationBuckets: true}, 42, 3},
+		{collector.Options{Granularity: collector.Topic}, 29, 0},
+		{collector.Options{Granularity: collector.Group}, 29, 0},
 	}
 	one, ten := budgetStore(t, 1, 1), budgetStore(t, 1, 11)
 	for _, c := range cases {

@@ -57,6 +57,10 @@ type Options struct {
 	// SkipTopicSeries leaves out the topic and broker series, which every
 	// shard but the first does (they are the same on each).
 	SkipTopicSeries bool
+	// ConstLabels are added to every series (KRE_CONST_LABELS); their
+	// names must differ from every label the collector writes, which
+	// config validates.
+	ConstLabels map[string]string
 }
 
 // Granularity says down to what the lag families go.
@@ -101,11 +105,11 @@ var (
 	famNotExported = family{SelfPrefix + "groups_not_exported",
 		"Groups left out of the exposition by KRE_MAX_GROUPS.", exposition.Gauge}
 	famUp = family{SelfPrefix + "up",
-		"1 when the latest poll of every loop fully succeeded, else 0.", exposition.Gauge}
+		"1 when the latest poll of every loop produced data (brokers that did not answer are served from their last answer and counted in poll_errors_total and broker_up), else 0.", exposition.Gauge}
 	famLastSuccess = family{SelfPrefix + "last_successful_poll_timestamp_seconds",
-		"Unix time of the loop's last fully successful poll.", exposition.Gauge}
+		"Unix time of the loop's last poll that produced data.", exposition.Gauge}
 	famSnapshotAge = family{SelfPrefix + "snapshot_age_seconds",
-		"Age of the data served for the loop: now minus the time of its last successful poll.", exposition.Gauge}
+		"Age of the data served for the loop: now minus the time of its last poll that produced data.", exposition.Gauge}
 )
 
 // Render writes every metric that depends on s alone (everything but the
@@ -113,7 +117,7 @@ var (
 // in name order, series in label order, labels in name order: the order a
 // registry gathers them in.
 func Render(w *exposition.Writer, s *store.Snapshot, opts Options) {
-	r := renderer{w: w, s: s, opts: opts}
+	r := renderer{w: newOutput(w, opts.ConstLabels), s: s, opts: opts}
 	r.selectGroups()
 	if s.Groups != nil {
 		r.groups = r.exported(sortedKeys(s.Groups.Groups))
@@ -123,9 +127,11 @@ func Render(w *exposition.Writer, s *store.Snapshot, opts Options) {
 		r.topics = sortedKeys(s.Offsets.Topics)
 	}
 	// Name order, as a registry would gather them.
+	r.brokerInfo()
 	r.brokers()
 	r.rebalance(famAssignmentEpoch, r.assignmentEpoch)
 	r.currentOffsets()
+	r.currentOffsetSum()
 	r.rebalance(famGeneration, r.generation)
 	r.info()
 	r.lag()
@@ -148,12 +154,21 @@ func Render(w *exposition.Writer, s *store.Snapshot, opts Options) {
 	r.lastSuccess()
 	r.up()
 	r.topicCurrent()
+	r.topicInSync()
+	r.topicLeader()
+	r.topicPreferred()
 	r.topicOldest()
+	r.topicReplicas()
+	r.topicUnderReplicated()
 	r.topicPartitions()
 }
 
 // RenderAge writes the snapshot's age at now.
 func RenderAge(w *exposition.Writer, s *store.Snapshot, now time.Time) {
+	renderAge(newOutput(w, nil), s, now)
+}
+
+func renderAge(w *output, s *store.Snapshot, now time.Time) {
 	first := true
 	for _, loop := range cluster.Loops {
 		if ls := s.Loops[loop]; !ls.LastSuccess.IsZero() {
@@ -168,7 +183,7 @@ func RenderAge(w *exposition.Writer, s *store.Snapshot, now time.Time) {
 
 // renderer writes one snapshot.
 type renderer struct {
-	w         *exposition.Writer
+	w         *output
 	s         *store.Snapshot
 	opts      Options
 	groups    []string // sorted exported group names of the groups observation
@@ -240,7 +255,7 @@ func (h *head) write() {
 	}
 }
 
-func (r *renderer) head(f family) *head { return &head{w: r.w, f: f} }
+func (r *renderer) head(f family) *head { return &head{w: r.w.Writer, f: f} }
 
 func (r *renderer) brokers() {
 	if o := r.s.Offsets; o != nil && !r.opts.SkipTopicSeries {
@@ -395,7 +410,7 @@ func (r *renderer) lastSuccess() {
 func (r *renderer) up() {
 	up := int64(1)
 	for _, loop := range cluster.Loops {
-		if !r.s.Loops[loop].LastOK {
+		if !r.s.Loops[loop].Serving {
 			up = 0
 		}
 	}
@@ -470,7 +485,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		Render(w, s, c.opts)
 	}
 	if c.part != partSnapshot {
-		RenderAge(w, s, c.opts.Now())
+		renderAge(newOutput(w, c.opts.ConstLabels), s, c.opts.Now())
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := p.TextToMetricFamilies(bytes.NewReader(w.Bytes()))
@@ -531,11 +546,17 @@ func SnapshotRenderer(opts Options) func(*store.Snapshot, exposition.Format) []b
 
 // LiveRegistry returns a registry of the metrics gathered at every scrape:
 // src's snapshot age and the given collectors (the poller's instruments,
-// build, Go and process metrics), for web.MetricsOptions.Live.
+// build, Go and process metrics), for web.MetricsOptions.Live. They are
+// registered through prometheus.WrapRegistererWith(opts.ConstLabels), so
+// the constant labels are on these series too; a collector that already
+// has one of those labels fails to register.
 func LiveRegistry(src Source, opts Options, cs ...prometheus.Collector) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
-	for _, c := range append([]prometheus.Collector{NewAge(src, opts)}, cs...) {
-		if err := reg.Register(c); err != nil {
+	wrapped := prometheus.WrapRegistererWith(opts.ConstLabels, reg)
+	ageOpts := opts
+	ageOpts.ConstLabels = nil // the wrapping adds them
+	for _, c := range append([]prometheus.Collector{NewAge(src, ageOpts)}, cs...) {
+		if err := wrapped.Register(c); err != nil {
 			return nil, err
 		}
 	}

@@ -41,9 +41,14 @@ func goldenStore(t *testing.T, t0 time.Time) *store.Store {
 		"batch": {Name: "batch", Type: cluster.GroupTypeClassic, State: "Empty", Coordinator: 0},
 	}}
 	st.GroupsPolled(groups, nil)
-	offsets := &cluster.OffsetsObservation{Time: t0, Brokers: 3,
+	// Partition 1 is under-replicated and led by a replica that is not
+	// its preferred one.
+	brokers := []cluster.Broker{{ID: 0, Addr: "kafka-0:9092", Rack: "a"}, {ID: 1, Addr: "kafka-1:9092", Rack: "b"}, {ID: 2, Addr: "kafka-2:9092", Rack: "c"}}
+	offsets := &cluster.OffsetsObservation{Time: t0, Brokers: 3, BrokerList: brokers,
 		Topics: map[string]*cluster.Topic{"orders": {Name: "orders", Partitions: map[int32]cluster.Partition{
-			0: {Leader: 0, Newest: 120, Oldest: 0}, 1: {Leader: 1, Newest: 80, Oldest: 10}, 2: {Leader: 2, Newest: 0, Oldest: 0}}}},
+			0: {Leader: 0, Newest: 120, Oldest: 0, Replicas: []int32{0, 1, 2}, ISR: []int32{0, 1, 2}},
+			1: {Leader: 1, Newest: 80, Oldest: 10, Replicas: []int32{2, 1, 0}, ISR: []int32{1, 0}},
+			2: {Leader: 2, Newest: 0, Oldest: 0, Replicas: []int32{2, 0, 1}, ISR: []int32{2, 0, 1}}}}},
 		Committed: map[string]map[string]map[int32]int64{
 			"orders-app": {"orders": {0: 100, 1: 80}},
 			"batch":      {"orders": {0: 20, 1: 90}}, // 90 > log end: lag clamps to 0
@@ -62,9 +67,11 @@ func goldenStore(t *testing.T, t0 time.Time) *store.Store {
 		Assignment: cluster.Assignment{"orders": {0, 1}}, TargetAssignment: cluster.Assignment{"orders": {0, 1}}}}
 	groups2.Groups["next-gen"] = &ng
 	st.GroupsPolled(groups2, nil)
-	offsets2 := &cluster.OffsetsObservation{Time: t1, Brokers: 3,
+	offsets2 := &cluster.OffsetsObservation{Time: t1, Brokers: 3, BrokerList: brokers,
 		Topics: map[string]*cluster.Topic{"orders": {Name: "orders", Partitions: map[int32]cluster.Partition{
-			0: {Leader: 0, Newest: 220, Oldest: 0}, 1: {Leader: 1, Newest: 80, Oldest: 10}, 2: {Leader: 2, Newest: 0, Oldest: 0}}}},
+			0: {Leader: 0, Newest: 220, Oldest: 0, Replicas: []int32{0, 1, 2}, ISR: []int32{0, 1, 2}},
+			1: {Leader: 1, Newest: 80, Oldest: 10, Replicas: []int32{2, 1, 0}, ISR: []int32{1, 0}},
+			2: {Leader: 2, Newest: 0, Oldest: 0, Replicas: []int32{2, 0, 1}, ISR: []int32{2, 0, 1}}}}},
 		Committed: map[string]map[string]map[int32]int64{
 			"orders-app": {"orders": {0: 170, 1: 80}},
 			"batch":      {"orders": {0: 20, 1: 90}},

@@ -88,12 +88,15 @@ func TestShardsTogetherEqualOneInstance(t *testing.T) {
 		}
 	}
 	for k, v := range single {
-		if union[k] != v {
-			if _, ok := union[k]; !ok {
-				t.Errorf("series %s missing from the shards", k)
-			} else {
-				t.Errorf("series %s: shards %v, single %v", k, union[k], v)
-			}
+		got, ok := union[k]
+		switch {
+		case !ok:
+			t.Errorf("series %s missing from the shards", k)
+		case strings.Contains(k, "lag_seconds{"):
+			// Lag in seconds depends on each instance's own poll times:
+			// which series exist is compared, not their values.
+		case got != v:
+			t.Errorf("series %s: shards %v, single %v", k, got, v)
 		}
 	}
 	for k := range union {

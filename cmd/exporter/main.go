@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -35,7 +37,35 @@ import (
 const exitConfig = 2
 
 func main() {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		stampVersion(info)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// stampVersion fills the build information that the Dockerfile's -ldflags
+// set (github.com/prometheus/common/version) and a plain go build or go
+// install does not, from what Go embeds in every binary: the module
+// version (a tag, a pseudo-version, or (devel)), the commit, with
+// "-modified" for a dirty tree as prometheus/common writes it, and the
+// commit time as the build date. What -ldflags set is kept.
+func stampVersion(info *debug.BuildInfo) {
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	if version.Version == "" {
+		version.Version = cmp.Or(info.Main.Version, "(devel)")
+	}
+	if rev := settings["vcs.revision"]; version.Revision == "" && rev != "" {
+		if settings["vcs.modified"] == "true" {
+			rev += "-modified"
+		}
+		version.Revision = rev
+	}
+	if at, err := time.Parse(time.RFC3339, settings["vcs.time"]); version.BuildDate == "" && err == nil {
+		version.BuildDate = at.UTC().Format("20060102-15:04:05") // the Dockerfile's format
+	}
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -119,7 +149,8 @@ func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerol
 	defer p.Close()
 
 	copts := collector.Options{MemberMetrics: cfg.MemberMetrics, DurationBuckets: cfg.RebalanceDurationBuckets,
-		Granularity: collector.Granularity(cfg.LagGranularity), MaxGroups: cfg.MaxGroups, SkipTopicSeries: !cfg.Filters.Shard.First()}
+		Granularity: collector.Granularity(cfg.LagGranularity), MaxGroups: cfg.MaxGroups, SkipTopicSeries: !cfg.Filters.Shard.First(),
+		ConstLabels: cfg.Labels} // on the live registry's series too (LiveRegistry wraps its registerer)
 	live, err := collector.LiveRegistry(st, copts,
 		p.Metrics(),
 		versioncollector.NewCollector("kafka_rebalance_exporter"),

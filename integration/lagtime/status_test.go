@@ -123,15 +123,18 @@ func TestStatusFromRealConsumers(t *testing.T) {
 
 		e := statusExporter(t, addrs, group, topic, "1m", 50)
 		d := newDriver(t, statusInterval, e)
-		// A group seen for the first time with lag has no verdict yet,
-		// nor a lag in seconds: one log end point dates nothing.
+		// A group seen for the first time with lag has no verdict yet.
+		// One log end point dates nothing, but the records at offset 10
+		// predate the history, so the poller reads their timestamps
+		// (KRE_LAG_TIMESTAMP_READS_PER_POLL): lag in seconds from the
+		// first poll.
 		d.poll()
 		r := assertStatus(t, e, group, status.StatusUnknown)
 		if r.Lag != 20 {
 			t.Errorf("lag %d, want 20", r.Lag)
 		}
-		if got := exposed(t, e).Family("kafka_consumergroup_lag_seconds"); len(got) != 0 {
-			t.Errorf("lag seconds exported after one poll: %v", got)
+		if got := exposed(t, e).Family("kafka_consumergroup_lag_seconds"); len(got) != 2 {
+			t.Errorf("lag seconds after one poll: %v, want both partitions", got)
 		}
 		d.poll()
 		d.poll()
@@ -156,9 +159,8 @@ func TestStatusFromRealConsumers(t *testing.T) {
 		}
 		t.Logf("hung member: %v; ERR reason: %s", sequence(d.snaps[0], group), r.Reason)
 
-		// The records at offset 10 predate the exporter's history, so
-		// their age is extrapolated from the one burst it saw; only the
-		// method is certain, the figure is logged for comparison.
+		// The records at offset 10 predate the exporter's history: their
+		// age is their timestamp's, read once and cached.
 		snap := d.latest(0)
 		gl, ok := snap.LagSeconds.Group(group)
 		if !ok {
@@ -166,11 +168,10 @@ func TestStatusFromRealConsumers(t *testing.T) {
 		}
 		stamps := recordTimestamps(t, addrs, topic, map[int32]int64{0: 10, 1: 10})
 		for _, pl := range gl.Partitions {
-			if pl.Method != lagtime.MethodExtrapolated {
-				t.Errorf("partition %d: method %s, want %s", pl.Partition, pl.Method, lagtime.MethodExtrapolated)
+			truth := snap.Offsets.Time.Sub(stamps[pl.Partition]).Seconds()
+			if pl.Method != lagtime.MethodExact || pl.Seconds != truth {
+				t.Errorf("partition %d: %s %.3fs, want %s %.3fs (the record's age)", pl.Partition, pl.Method, pl.Seconds, lagtime.MethodExact, truth)
 			}
-			t.Logf("partition %d: extrapolated lag %.3fs, true age of the record at offset 10 %.3fs",
-				pl.Partition, pl.Seconds, snap.Offsets.Time.Sub(stamps[pl.Partition]).Seconds())
 		}
 	})
 

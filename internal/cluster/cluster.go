@@ -82,6 +82,11 @@ type Group struct {
 	// KIP-848 only: exact epochs reported by ConsumerGroupDescribe.
 	GroupEpoch      int32
 	AssignmentEpoch int32
+
+	// ObservedAt is when the coordinator described the group. It is older
+	// than the observation's Time when the coordinator did not answer this
+	// poll and the group was carried forward.
+	ObservedAt time.Time
 }
 
 // GroupsObservation is the result of one describe poll: every group the
@@ -91,11 +96,25 @@ type GroupsObservation struct {
 	Groups map[string]*Group
 }
 
-// Partition holds a topic partition's log offsets.
+// Partition holds a topic partition's leader, replicas and log offsets.
 type Partition struct {
-	Leader int32
+	Leader int32 // broker ID; -1 when the partition has no leader
 	Newest int64 // log end offset (high watermark); -1 if unknown
 	Oldest int64 // log start offset; -1 if unknown
+
+	// Replicas are the broker IDs of the partition's replicas in
+	// assignment order, the first being the preferred leader; ISR those
+	// in sync with the leader. Both are from the metadata the offsets poll
+	// refreshes; Replicas is empty when the metadata did not list them.
+	Replicas []int32
+	ISR      []int32
+}
+
+// Broker is one broker of the cluster metadata.
+type Broker struct {
+	ID   int32
+	Addr string // host:port as the broker advertises it
+	Rack string // broker.rack; empty when not set
 }
 
 // Topic is one topic with its partitions, indexed by partition ID.
@@ -109,10 +128,15 @@ type Topic struct {
 type OffsetsObservation struct {
 	Time    time.Time
 	Brokers int
-	Topics  map[string]*Topic
+	// BrokerList is every broker of the metadata, sorted by ID.
+	BrokerList []Broker
+	Topics     map[string]*Topic
 	// Committed maps group -> topic -> partition -> committed offset. Only
 	// partitions with a commit appear.
 	Committed map[string]map[string]map[int32]int64
+	// CommittedAt is when each group's committed offsets were read: older
+	// than Time when its coordinator did not answer this poll.
+	CommittedAt map[string]time.Time
 	// RecordTimes holds, with exact lag in seconds on (KRE_LAG_EXACT), the
 	// timestamp of the record at each committed offset that is behind the
 	// log end, as read by the offsets poll. Lookups that failed are absent.

@@ -37,11 +37,13 @@ type Config struct {
 	PollInterval      time.Duration `envconfig:"POLL_INTERVAL" default:"10s" desc:"How often committed offsets and log offsets are read (lag, lag in seconds, status)."`
 	GroupPollInterval time.Duration `envconfig:"GROUP_POLL_INTERVAL" default:"2s" desc:"How often group descriptions are read (state, members, generations, rebalances)."`
 	RequestTimeout    time.Duration `envconfig:"REQUEST_TIMEOUT" default:"10s" desc:"Timeout of one Kafka request and of connecting to a broker."`
+	StaleAfter        time.Duration `envconfig:"STALE_AFTER" default:"5m" desc:"A group, or a group's committed offsets, that no broker has answered for this long is dropped from the metrics rather than served stale; until then it is served with its true observation time."`
 
-	GroupInclude string `envconfig:"GROUP_INCLUDE" default:".*" desc:"Regular expression (RE2, anchored) of consumer groups to export."`
-	GroupExclude string `envconfig:"GROUP_EXCLUDE" default:"" desc:"Regular expression (RE2, anchored) of consumer groups to leave out; wins over GROUP_INCLUDE."`
-	TopicInclude string `envconfig:"TOPIC_INCLUDE" default:".*" desc:"Regular expression (RE2, anchored) of topics to export."`
-	TopicExclude string `envconfig:"TOPIC_EXCLUDE" default:"__.*" desc:"Regular expression (RE2, anchored) of topics to leave out; wins over TOPIC_INCLUDE. Default hides internal topics."`
+	GroupInclude string `envconfig:"GROUP_INCLUDE" default:".*" desc:"Regular expression (RE2, matched as FILTER_MODE says) of consumer groups to export (kafka_exporter: --group.filter)."`
+	GroupExclude string `envconfig:"GROUP_EXCLUDE" default:"" desc:"Regular expression (RE2, matched as FILTER_MODE says) of consumer groups to leave out; wins over GROUP_INCLUDE; empty leaves out none (kafka_exporter: --group.exclude)."`
+	TopicInclude string `envconfig:"TOPIC_INCLUDE" default:".*" desc:"Regular expression (RE2, matched as FILTER_MODE says) of topics to export (kafka_exporter: --topic.filter)."`
+	TopicExclude string `envconfig:"TOPIC_EXCLUDE" default:"^__.*" desc:"Regular expression (RE2, matched as FILTER_MODE says) of topics to leave out; wins over TOPIC_INCLUDE. The default hides internal topics (names starting with __) in either mode; set it empty to show them, as kafka_exporter does (kafka_exporter: --topic.exclude)."`
+	FilterMode   string `envconfig:"FILTER_MODE" default:"anchored" desc:"How GROUP_INCLUDE, GROUP_EXCLUDE, TOPIC_INCLUDE and TOPIC_EXCLUDE match a name: anchored (the whole name; . matches a newline too) or unanchored (anywhere in the name, as kafka_exporter's --group.filter, --group.exclude, --topic.filter and --topic.exclude match)."`
 
 	Shards     int    `envconfig:"SHARDS" default:"1" desc:"Replicas that split the consumer groups between them (by a consistent hash of the group name)."`
 	ShardIndex string `envconfig:"SHARD" default:"0" desc:"This replica's share: an index from 0 to SHARDS-1, or auto for the ordinal ending the pod name (POD_NAME, else the host name; a StatefulSet's name-N). Shard 0 also exports the topic and broker series."`
@@ -73,14 +75,18 @@ type Config struct {
 	RebalanceHistory int  `envconfig:"REBALANCE_HISTORY" default:"20" desc:"Rebalance events kept per group for /api/v1/groups."`
 
 	RebalanceDurationBuckets bool   `envconfig:"REBALANCE_DURATION_BUCKETS" default:"false" desc:"Export the per-group rebalance duration histogram with all its buckets (13 more series per group); off, it has only the +Inf bucket, _sum and _count (mean durations, no quantiles)."`
-	LagGranularity           string `envconfig:"LAG_GRANULARITY" default:"partition" desc:"Lag series: partition (per partition, per topic and per group), topic (no per-partition current_offset, lag, lag_seconds) or group (also lag_sum summed over topics, without a topic label)."`
+	LagGranularity           string `envconfig:"LAG_GRANULARITY" default:"partition" desc:"Lag series: partition (per partition, per topic and per group), topic (no per-partition current_offset, lag, lag_seconds) or group (also lag_sum and current_offset_sum summed over topics, without a topic label)."`
 	MaxGroups                int    `envconfig:"MAX_GROUPS" default:"0" desc:"Export at most this many groups (the first in name order); 0 exports all. kafka_rebalance_exporter_groups_not_exported says how many were left out."`
+	ConstLabels              string `envconfig:"CONST_LABELS" default:"" desc:"Labels added to every series the exporter serves, as name=value pairs separated by commas, e.g. cluster=prod,region=eu (kafka_exporter: --kafka.labels). Names must not be ones the exporter writes itself (topic, consumergroup, ...)."`
 
 	LagHistoryPoints    int           `envconfig:"LAG_HISTORY_POINTS" default:"64" desc:"Log-end offset points kept per partition for lag in seconds."`
 	LagMaxExtrapolation time.Duration `envconfig:"LAG_MAX_EXTRAPOLATION" default:"168h" desc:"Cap on lag in seconds extrapolated beyond the kept history."`
 	LagExact            bool          `envconfig:"LAG_EXACT" default:"false" desc:"Read the timestamp of the record at each committed offset (one Fetch per lagging partition, cached) for exact lag in seconds instead of the estimate."`
 	LagExactConcurrency int           `envconfig:"LAG_EXACT_CONCURRENCY" default:"4" desc:"With LAG_EXACT: record timestamp reads in flight at once."`
 	LagExactCacheSize   int           `envconfig:"LAG_EXACT_CACHE_SIZE" default:"10000" desc:"With LAG_EXACT: record timestamps cached."`
+	// LagTimestampReadsPerPoll bounds the record timestamp reads of one
+	// offsets poll, in exact mode and out of it.
+	LagTimestampReadsPerPoll int `envconfig:"LAG_TIMESTAMP_READS_PER_POLL" default:"1000" desc:"Record timestamps read per offsets poll (one small Fetch each, cached in LAG_EXACT_CACHE_SIZE; needs Read on the topics, skipped where the broker says it is not granted). Without LAG_EXACT only records older than the exporter's history are read, which lag in seconds could otherwise only bound from below; 0 reads none."`
 
 	StatusWindow     int           `envconfig:"STATUS_WINDOW" default:"10" desc:"Offsets polls in the sliding window that decides kafka_consumergroup_status."`
 	StatusStopAfter  time.Duration `envconfig:"STATUS_STOP_AFTER" default:"5m" desc:"STOP when no commit for this long while the usual commit interval is unknown (and at least this long otherwise)."`
@@ -94,6 +100,8 @@ type Config struct {
 	// Compiled forms, filled by Load.
 	Filters Filters             `ignored:"true"`
 	Version sarama.KafkaVersion `ignored:"true"`
+	// Labels is CONST_LABELS parsed: label name -> value.
+	Labels map[string]string `ignored:"true"`
 }
 
 // Filters decides which groups and topics are exported.
@@ -170,7 +178,7 @@ func (c *Config) validate() error {
 	for _, d := range []struct {
 		name string
 		val  time.Duration
-	}{{"POLL_INTERVAL", c.PollInterval}, {"GROUP_POLL_INTERVAL", c.GroupPollInterval}, {"REQUEST_TIMEOUT", c.RequestTimeout}} {
+	}{{"POLL_INTERVAL", c.PollInterval}, {"GROUP_POLL_INTERVAL", c.GroupPollInterval}, {"REQUEST_TIMEOUT", c.RequestTimeout}, {"STALE_AFTER", c.StaleAfter}} {
 		if d.val <= 0 {
 			return &Error{d.name, "must be a positive duration such as 10s"}
 		}
@@ -178,16 +186,22 @@ func (c *Config) validate() error {
 	if c.Filters.Shard, err = parseShard(c.Shards, c.ShardIndex); err != nil {
 		return err
 	}
-	if c.Filters.GroupInclude, err = compile("GROUP_INCLUDE", c.GroupInclude); err != nil {
+	if c.FilterMode != FilterAnchored && c.FilterMode != FilterUnanchored {
+		return &Error{"FILTER_MODE", fmt.Sprintf("%q is not anchored or unanchored", c.FilterMode)}
+	}
+	if c.Filters.GroupInclude, err = compileFilter("GROUP_INCLUDE", c.GroupInclude, c.FilterMode); err != nil {
 		return err
 	}
-	if c.Filters.GroupExclude, err = compile("GROUP_EXCLUDE", c.GroupExclude); err != nil {
+	if c.Filters.GroupExclude, err = compileFilter("GROUP_EXCLUDE", c.GroupExclude, c.FilterMode); err != nil {
 		return err
 	}
-	if c.Filters.TopicInclude, err = compile("TOPIC_INCLUDE", c.TopicInclude); err != nil {
+	if c.Filters.TopicInclude, err = compileFilter("TOPIC_INCLUDE", c.TopicInclude, c.FilterMode); err != nil {
 		return err
 	}
-	if c.Filters.TopicExclude, err = compile("TOPIC_EXCLUDE", c.TopicExclude); err != nil {
+	if c.Filters.TopicExclude, err = compileFilter("TOPIC_EXCLUDE", c.TopicExclude, c.FilterMode); err != nil {
+		return err
+	}
+	if c.Labels, err = parseConstLabels(c.ConstLabels); err != nil {
 		return err
 	}
 	if err := validTelemetryPath(c.TelemetryPath); err != nil {
@@ -247,6 +261,12 @@ func (c *Config) validate() error {
 	}
 	if c.LagExactCacheSize < 1 {
 		return &Error{"LAG_EXACT_CACHE_SIZE", "must be at least 1"}
+	}
+	if c.LagTimestampReadsPerPoll < 0 {
+		return &Error{"LAG_TIMESTAMP_READS_PER_POLL", "must not be negative"}
+	}
+	if c.LagExact && c.LagTimestampReadsPerPoll == 0 {
+		return &Error{"LAG_TIMESTAMP_READS_PER_POLL", "must be at least 1 with LAG_EXACT=true"}
 	}
 	if c.StatusWindow < 2 {
 		return &Error{"STATUS_WINDOW", "must be at least 2 polls"}
@@ -327,6 +347,81 @@ func validTelemetryPath(p string) error {
 		return &Error{"TELEMETRY_PATH", fmt.Sprintf("%q is taken by the landing page, a probe or the JSON API", p)}
 	}
 	return nil
+}
+
+// FILTER_MODE values.
+const (
+	FilterAnchored   = "anchored"
+	FilterUnanchored = "unanchored"
+)
+
+// compileFilter compiles a group or topic filter as FILTER_MODE says:
+// anchored (compile), or unanchored, the expression as written, which
+// matches anywhere in a name, as kafka_exporter's filters do.
+func compileFilter(name, expr, mode string) (*regexp.Regexp, error) {
+	if mode == FilterAnchored {
+		return compile(name, expr)
+	}
+	if expr == "" {
+		return nil, nil
+	}
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, &Error{name, fmt.Sprintf("not a valid regular expression: %v", err)}
+	}
+	return re, nil
+}
+
+// ReservedLabels are the label names the exporter writes itself, on its
+// own series or through client_golang (build_info, Go and process
+// metrics), plus the target labels Prometheus attaches; CONST_LABELS may
+// use none of them. A test checks that every label of a full exposition is
+// listed here.
+var ReservedLabels = []string{
+	// Consumer group, topic and broker series.
+	"address", "assignor", "client_host", "client_id", "consumergroup", "coordinator", "generation_source",
+	"group_type", "id", "member_id", "partition", "protocol_type", "state", "status", "topic",
+	// The exporter's own series.
+	"api", "broker", "loop", "resource", "stage",
+	// build_info, go_info, summaries and histograms.
+	"branch", "goarch", "goos", "goversion", "revision", "tags", "version", "le", "quantile",
+	// Attached by Prometheus to every scraped series.
+	"instance", "job",
+}
+
+// labelName is a label name every Prometheus version accepts.
+var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// parseConstLabels parses CONST_LABELS: name=value pairs separated by
+// commas, as kafka_exporter's --kafka.labels. A value runs to the next
+// comma and may hold "="; it may not be empty (an empty label is no label).
+func parseConstLabels(spec string) (map[string]string, error) {
+	labels := map[string]string{}
+	for _, item := range strings.Split(spec, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(item, "=")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		switch {
+		case !ok || value == "":
+			return nil, &Error{"CONST_LABELS", fmt.Sprintf("%q is not name=value with a value", item)}
+		case !labelName.MatchString(name):
+			return nil, &Error{"CONST_LABELS", fmt.Sprintf("%q is not a label name (letters, digits and _, not starting with a digit)", name)}
+		case strings.HasPrefix(name, "__"):
+			return nil, &Error{"CONST_LABELS", fmt.Sprintf("%q: label names starting with __ are reserved to Prometheus", name)}
+		case slices.Contains(ReservedLabels, name):
+			return nil, &Error{"CONST_LABELS", fmt.Sprintf("%q is a label the exporter or Prometheus sets itself", name)}
+		}
+		if _, dup := labels[name]; dup {
+			return nil, &Error{"CONST_LABELS", fmt.Sprintf("label %q given twice", name)}
+		}
+		labels[name] = value
+	}
+	if len(labels) == 0 {
+		return nil, nil
+	}
+	return labels, nil
 }
 
 func compile(name, expr string) (*regexp.Regexp, error) {

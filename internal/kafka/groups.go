@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -23,46 +22,69 @@ const describeBatch = 200
 // the groups it coordinates, so the coordinator needs no FindCoordinator)
 // and describes them in batches, one request per coordinator and batch.
 //
-// When some brokers fail, the result is partial and the error says which:
-// groups those brokers coordinated in the previous result are carried
-// forward unchanged, so they neither vanish nor look rebalanced, while
-// every other group is fresh. Only when no broker answers is the
+// Brokers are asked concurrently, each in its own round (see rounds): a
+// broker that has not answered when ctx ends keeps its last answer, and the
+// groups it coordinates keep the time they were last observed, while every
+// other group is fresh. A broker that fails, or a group whose description
+// fails, keeps its groups from the previous observation. Groups not
+// observed for KRE_STALE_AFTER are dropped rather than served forever. The
+// error says what failed; only when no broker is reachable is the
 // observation nil.
 func (p *Poller) PollGroups(ctx context.Context) (*cluster.GroupsObservation, error) {
-	c, err := p.clientFor()
+	c, err := p.client(loopGroups)
 	if err != nil {
 		return nil, err
 	}
-	brokers, connErr := p.brokers(c)
+	brokers, connErr := p.brokers(c, p.groupRounds.busy)
 	if len(brokers) == 0 {
 		return nil, errors.Join(connErr, &StageError{Stage: StageConnect, Broker: -1, Err: fmt.Errorf("no broker reachable")})
 	}
-	var mu sync.Mutex
+	start := time.Now()
+	answers := p.groupRounds.round(ctx, brokers, p.groupsOn)
+	p.reportReachable(brokers, connErr)
+
+	prev := p.lastGroups.Load()
 	groups := map[string]*cluster.Group{}
-	failed := failedBrokers(connErr)
-	err = forEachBroker(ctx, brokers, func(b *sarama.Broker) error {
-		found, err := p.groupsOn(b)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			failed[b.ID()] = true
-			return err
+	carry := failedBrokers(connErr)
+	var carryGroups []string
+	errs := []error{connErr}
+	for _, b := range brokers {
+		a := answers[b.ID()]
+		fresh := a.fresh(start)
+		if !fresh {
+			errs = append(errs, a.busy(StageDescribeGroups, b.ID(), start))
 		}
-		for _, g := range found {
+		if a.none || a.err != nil {
+			if fresh {
+				errs = append(errs, a.err)
+			}
+			carry[b.ID()] = true
+			continue
+		}
+		for _, g := range a.val.groups {
 			groups[g.Name] = g
 		}
-		return nil
-	})
-	if prev := p.lastGroups.Load(); prev != nil && len(failed) > 0 {
+		carryGroups = append(carryGroups, a.val.failed...)
+		if fresh {
+			errs = append(errs, a.val.errs...)
+		}
+	}
+	if prev != nil {
 		for name, g := range prev.Groups {
-			if _, fresh := groups[name]; !fresh && failed[g.Coordinator] {
+			if _, ok := groups[name]; !ok && (carry[g.Coordinator] || slices.Contains(carryGroups, name)) {
 				groups[name] = g
 			}
 		}
 	}
-	obs := &cluster.GroupsObservation{Time: time.Now(), Groups: groups}
+	now := time.Now()
+	for name, g := range groups {
+		if now.Sub(g.ObservedAt) > p.cfg.StaleAfter {
+			delete(groups, name)
+		}
+	}
+	obs := &cluster.GroupsObservation{Time: now, Groups: groups}
 	p.lastGroups.Store(obs)
-	return obs, errors.Join(connErr, err)
+	return obs, errors.Join(errs...)
 }
 
 // failedBrokers returns the brokers named in a poll error.
@@ -76,16 +98,38 @@ func failedBrokers(err error) map[int32]bool {
 	return out
 }
 
-// groupsOn lists and describes the groups one broker coordinates.
-func (p *Poller) groupsOn(b *sarama.Broker) ([]*cluster.Group, error) {
+// brokerGroups is one broker's answer: the groups it described, the
+// groups whose description failed (they keep their previous state) and
+// why.
+type brokerGroups struct {
+	groups []*cluster.Group
+	failed []string
+	errs   []error
+}
+
+func (bg *brokerGroups) add(a brokerGroups) {
+	bg.groups = append(bg.groups, a.groups...)
+	bg.failed = append(bg.failed, a.failed...)
+	bg.errs = append(bg.errs, a.errs...)
+}
+
+// groupsOn lists and describes the groups one broker coordinates. Its
+// error is a failure of the broker as a whole; a failure of single groups
+// is in the answer.
+func (p *Poller) groupsOn(b *sarama.Broker) (brokerGroups, error) {
+	var out brokerGroups
+	if err := p.reopen(b); err != nil {
+		return out, err
+	}
 	p.count(apiListGroups)
 	lr, err := b.ListGroups(&sarama.ListGroupsRequest{Version: p.vers.listGroups})
 	if err != nil {
 		p.closeOnError(b, err)
-		return nil, &StageError{Stage: StageListGroups, Broker: b.ID(), Err: err}
+		return out, &StageError{Stage: StageListGroups, Broker: b.ID(), Err: err}
 	}
 	if lr.Err != sarama.ErrNoError {
-		return nil, &StageError{Stage: StageListGroups, Broker: b.ID(), Err: lr.Err}
+		p.denied(lr.Err)
+		return out, &StageError{Stage: StageListGroups, Broker: b.ID(), Err: lr.Err}
 	}
 	var classic, consumer []string
 	for name := range lr.Groups {
@@ -106,14 +150,12 @@ func (p *Poller) groupsOn(b *sarama.Broker) ([]*cluster.Group, error) {
 	slices.Sort(classic)
 	slices.Sort(consumer)
 
-	var out []*cluster.Group
 	for start := 0; start < len(classic); start += describeBatch {
-		batch := classic[start:min(start+describeBatch, len(classic))]
-		gs, err := p.describeClassic(b, batch)
+		gs, err := p.describeClassic(b, classic[start:min(start+describeBatch, len(classic))])
 		if err != nil {
-			return nil, err
+			return out, err
 		}
-		out = append(out, gs...)
+		out.add(gs)
 	}
 	if len(consumer) > 0 {
 		// KIP-848 groups exist only on brokers that have
@@ -121,38 +163,67 @@ func (p *Poller) groupsOn(b *sarama.Broker) ([]*cluster.Group, error) {
 		// forbid it; sarama cannot know that the request is the only way
 		// to describe these groups, so the error says so.
 		if p.vers.consumerGroupDescribe < 0 {
-			return nil, &StageError{Stage: StageDescribeConsumerGroups, Broker: b.ID(),
+			return out, &StageError{Stage: StageDescribeConsumerGroups, Broker: b.ID(),
 				Err: fmt.Errorf("KIP-848 groups need ConsumerGroupDescribe: KRE_KAFKA_VERSION must be at least 3.7.0")}
 		}
 		for start := 0; start < len(consumer); start += describeBatch {
-			batch := consumer[start:min(start+describeBatch, len(consumer))]
-			gs, err := p.describeConsumer(b, batch)
+			gs, err := p.describeConsumer(b, consumer[start:min(start+describeBatch, len(consumer))])
 			if err != nil {
-				return nil, err
+				return out, err
 			}
-			out = append(out, gs...)
+			out.add(gs)
 		}
 	}
 	return out, nil
 }
 
-func (p *Poller) describeClassic(b *sarama.Broker, names []string) ([]*cluster.Group, error) {
+// describeClassic describes a batch of classic groups. A response too
+// large to read (members with huge metadata) is asked again in halves, down
+// to single groups; a group that still cannot be read, or that answers an
+// error, is failed alone.
+func (p *Poller) describeClassic(b *sarama.Broker, names []string) (brokerGroups, error) {
+	var out brokerGroups
 	p.count(apiDescribeGroups)
 	resp, err := b.DescribeGroups(&sarama.DescribeGroupsRequest{Version: p.vers.describeGroups, Groups: names})
+	var tooLarge sarama.PacketDecodingError
+	if errors.As(err, &tooLarge) {
+		// The connection is out of step after an unread response.
+		_ = b.Close()
+		if err := b.Open(p.sarama); err != nil && !errors.Is(err, sarama.ErrAlreadyConnected) {
+			return out, &StageError{Stage: StageConnect, Broker: b.ID(), Err: err}
+		}
+		if len(names) == 1 {
+			out.failed = names
+			out.errs = []error{&StageError{Stage: StageDescribeGroups, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", names[0], err)}}
+			return out, nil
+		}
+		half := len(names) / 2
+		for _, part := range [][]string{names[:half], names[half:]} {
+			gs, err := p.describeClassic(b, part)
+			if err != nil {
+				return out, err
+			}
+			out.add(gs)
+		}
+		return out, nil
+	}
 	if err != nil {
 		p.closeOnError(b, err)
-		return nil, &StageError{Stage: StageDescribeGroups, Broker: b.ID(), Err: err}
+		return out, &StageError{Stage: StageDescribeGroups, Broker: b.ID(), Err: err}
 	}
-	out := make([]*cluster.Group, 0, len(resp.Groups))
+	now := time.Now()
 	for _, d := range resp.Groups {
 		if d.Err != sarama.ErrNoError {
-			// A group that moved to another coordinator or vanished since
-			// ListGroups: fail the poll rather than publish a group set with
-			// a hole, which would look like the group disappeared.
+			// Gone since ListGroups: not an error. Anything else (moved
+			// to another coordinator, loading, denied) fails the group
+			// alone; it keeps its previous state.
 			if d.Err == sarama.ErrGroupIDNotFound {
 				continue
 			}
-			return nil, &StageError{Stage: StageDescribeGroups, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", d.GroupId, d.Err)}
+			p.denied(d.Err)
+			out.failed = append(out.failed, d.GroupId)
+			out.errs = append(out.errs, &StageError{Stage: StageDescribeGroups, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", d.GroupId, d.Err)})
+			continue
 		}
 		if d.State == "Dead" {
 			continue
@@ -164,12 +235,13 @@ func (p *Poller) describeClassic(b *sarama.Broker, names []string) ([]*cluster.G
 			State:        d.State,
 			Assignor:     d.Protocol,
 			Coordinator:  b.ID(),
+			ObservedAt:   now,
 		}
 		for _, m := range d.Members {
 			g.Members = append(g.Members, p.classicMember(b, d, m))
 		}
 		slices.SortFunc(g.Members, func(a, b cluster.Member) int { return strings.Compare(a.MemberID, b.MemberID) })
-		out = append(out, g)
+		out.groups = append(out.groups, g)
 	}
 	return out, nil
 }
@@ -217,24 +289,28 @@ func safeDecode[T any](decode func() (T, error)) (v T, err error) {
 	return decode()
 }
 
-func (p *Poller) describeConsumer(b *sarama.Broker, names []string) ([]*cluster.Group, error) {
+func (p *Poller) describeConsumer(b *sarama.Broker, names []string) (brokerGroups, error) {
+	var out brokerGroups
 	p.count(apiConsumerGroupDescribe)
 	resp, err := b.ConsumerGroupDescribe(&sarama.ConsumerGroupDescribeRequest{Version: p.vers.consumerGroupDescribe, GroupIDs: names})
 	if errors.Is(err, sarama.ErrUnsupportedVersion) {
-		return nil, &StageError{Stage: StageDescribeConsumerGroups, Broker: b.ID(),
+		return out, &StageError{Stage: StageDescribeConsumerGroups, Broker: b.ID(),
 			Err: fmt.Errorf("the broker lists KIP-848 groups but does not support ConsumerGroupDescribe: %w", err)}
 	}
 	if err != nil {
 		p.closeOnError(b, err)
-		return nil, &StageError{Stage: StageDescribeConsumerGroups, Broker: b.ID(), Err: err}
+		return out, &StageError{Stage: StageDescribeConsumerGroups, Broker: b.ID(), Err: err}
 	}
-	out := make([]*cluster.Group, 0, len(resp.Groups))
+	now := time.Now()
 	for _, d := range resp.Groups {
 		if d.ErrorCode != sarama.ErrNoError {
 			if d.ErrorCode == sarama.ErrGroupIDNotFound {
 				continue
 			}
-			return nil, &StageError{Stage: StageDescribeConsumerGroups, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", d.GroupID, d.ErrorCode)}
+			p.denied(d.ErrorCode)
+			out.failed = append(out.failed, d.GroupID)
+			out.errs = append(out.errs, &StageError{Stage: StageDescribeConsumerGroups, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", d.GroupID, d.ErrorCode)})
+			continue
 		}
 		if d.GroupState == "Dead" {
 			continue
@@ -248,6 +324,7 @@ func (p *Poller) describeConsumer(b *sarama.Broker, names []string) ([]*cluster.
 			Coordinator:     b.ID(),
 			GroupEpoch:      d.GroupEpoch,
 			AssignmentEpoch: d.AssignmentEpoch,
+			ObservedAt:      now,
 		}
 		for _, m := range d.Members {
 			mem := cluster.Member{
@@ -265,7 +342,7 @@ func (p *Poller) describeConsumer(b *sarama.Broker, names []string) ([]*cluster.
 			g.Members = append(g.Members, mem)
 		}
 		slices.SortFunc(g.Members, func(a, b cluster.Member) int { return strings.Compare(a.MemberID, b.MemberID) })
-		out = append(out, g)
+		out.groups = append(out.groups, g)
 	}
 	return out, nil
 }

@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +39,11 @@ type Metrics struct {
 	polls        *prometheus.CounterVec
 	pollErrors   *prometheus.CounterVec
 	requests     *prometheus.CounterVec
+	brokerUp     *prometheus.GaugeVec
+	deniedTotal  *prometheus.CounterVec
+
+	mu      sync.Mutex
+	brokers map[int32]bool // brokers with a brokerUp series
 }
 
 // NewMetrics returns the instruments with every label value of their
@@ -56,6 +63,16 @@ func NewMetrics() *Metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: SelfPrefix + "kafka_requests_total", Help: "Kafka requests sent by the exporter, by API.",
 		}, []string{"api"}),
+		brokerUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: SelfPrefix + "broker_up", Help: "1 when the broker was reachable at the latest groups poll, else 0.",
+		}, []string{"broker"}),
+		deniedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: SelfPrefix + "denied_total", Help: "Requests or parts of them the brokers denied for lack of permission, by resource type (cluster, group, topic).",
+		}, []string{"resource"}),
+		brokers: map[int32]bool{},
+	}
+	for _, r := range []string{"cluster", "group", "topic"} {
+		m.deniedTotal.WithLabelValues(r)
 	}
 	for _, l := range cluster.Loops {
 		m.pollDuration.WithLabelValues(l)
@@ -76,6 +93,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.polls.Describe(ch)
 	m.pollErrors.Describe(ch)
 	m.requests.Describe(ch)
+	m.brokerUp.Describe(ch)
+	m.deniedTotal.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -84,6 +103,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.polls.Collect(ch)
 	m.pollErrors.Collect(ch)
 	m.requests.Collect(ch)
+	m.brokerUp.Collect(ch)
+	m.deniedTotal.Collect(ch)
 }
 
 // ObservePoll records one poll of loop: its duration and each failed step
@@ -99,3 +120,26 @@ func (m *Metrics) ObservePoll(loop string, took time.Duration, err error) {
 func (m *Metrics) stageError(stage string) { m.pollErrors.WithLabelValues(stage).Inc() }
 
 func (m *Metrics) request(api string) { m.requests.WithLabelValues(api).Inc() }
+
+func (m *Metrics) denied(resource string) { m.deniedTotal.WithLabelValues(resource).Inc() }
+
+// brokersReachable sets broker_up for the brokers in up and removes the
+// series of brokers no longer in the cluster.
+func (m *Metrics) brokersReachable(up map[int32]bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id := range m.brokers {
+		if _, ok := up[id]; !ok {
+			m.brokerUp.DeleteLabelValues(strconv.Itoa(int(id)))
+			delete(m.brokers, id)
+		}
+	}
+	for id, ok := range up {
+		v := 0.0
+		if ok {
+			v = 1
+		}
+		m.brokerUp.WithLabelValues(strconv.Itoa(int(id))).Set(v)
+		m.brokers[id] = true
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -26,10 +25,10 @@ const offsetFetchBatch = 100
 // unknown (-1) offsets, so no lag is computed from them, and groups they
 // coordinate keep their previous committed offsets.
 //
-// With exact lag in seconds on, it then reads the timestamp of the record
-// at every committed offset that is behind (see recordTimes).
+// It then reads the timestamps of records at committed offsets that lag
+// in seconds needs (see recordTimes).
 func (p *Poller) PollOffsets(ctx context.Context) (*cluster.OffsetsObservation, error) {
-	c, err := p.clientFor()
+	c, err := p.client(loopOffsets)
 	if err != nil {
 		return nil, err
 	}
@@ -38,18 +37,24 @@ func (p *Poller) PollOffsets(ctx context.Context) (*cluster.OffsetsObservation, 
 	if err := c.RefreshMetadata(); err != nil {
 		return nil, &StageError{Stage: StageMetadata, Broker: -1, Err: err}
 	}
-	brokers, connErr := p.brokers(c)
-	topics, leaders, err := p.topics(c)
-	if err != nil {
-		return nil, errors.Join(connErr, err)
+	brokers, connErr := p.brokers(c, func(id int32) bool { return p.commitRounds.busy(id) || p.logRounds.busy(id) })
+	topics, leaders, metaErr := p.topics(c)
+	if topics == nil {
+		return nil, errors.Join(connErr, metaErr)
 	}
-	committed, commitErr := p.committed(ctx, brokers, groups, topics)
-	logErr := p.logOffsets(ctx, brokers, topics, leaders)
-	obs := &cluster.OffsetsObservation{Time: time.Now(), Brokers: len(c.Brokers()), Topics: topics, Committed: committed}
+	connErr = errors.Join(connErr, metaErr)
+	// Each stage's rounds get a third of the poll interval, so a broker
+	// hung in one stage leaves time for the others.
+	stage := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, p.cfg.PollInterval/3) }
+	sctx, cancel := stage()
+	committed, committedAt, commitErr := p.committed(sctx, brokers, groups, topics)
+	cancel()
+	sctx, cancel = stage()
+	logErr := p.logOffsets(sctx, brokers, topics, leaders)
+	cancel()
+	obs := &cluster.OffsetsObservation{Time: time.Now(), Brokers: len(c.Brokers()), BrokerList: brokerList(c), Topics: topics, Committed: committed, CommittedAt: committedAt}
 	var timesErr error
-	if p.times != nil {
-		obs.RecordTimes, timesErr = p.recordTimes(ctx, c, p.lastOffsets.Load(), obs)
-	}
+	obs.RecordTimes, timesErr = p.recordTimes(ctx, c, p.lastOffsets.Load(), obs)
 	p.lastOffsets.Store(obs)
 	return obs, errors.Join(connErr, commitErr, logErr, timesErr)
 }
@@ -63,6 +68,7 @@ func (p *Poller) topics(c sarama.Client) (map[string]*cluster.Topic, map[int32][
 	}
 	topics := map[string]*cluster.Topic{}
 	leaders := map[int32][]cluster.TopicPartition{}
+	var leaderErrs []error
 	for _, name := range names {
 		if !p.filters.Topic(name) {
 			continue
@@ -73,42 +79,187 @@ func (p *Poller) topics(c sarama.Client) (map[string]*cluster.Topic, map[int32][
 		}
 		t := &cluster.Topic{Name: name, Partitions: make(map[int32]cluster.Partition, len(parts))}
 		for _, id := range parts {
+			// Replicas and in-sync replicas are in the metadata just
+			// refreshed, so reading them sends nothing. With a replica
+			// offline sarama says ErrReplicaNotAvailable and still lists
+			// them; on any other error the lists stay empty (unknown).
+			replicas, _ := c.Replicas(name, id)
+			isr, _ := c.InSyncReplicas(name, id)
 			leader, err := c.Leader(name, id)
 			if err != nil {
-				return nil, nil, &StageError{Stage: StageMetadata, Broker: -1, Err: fmt.Errorf("leader of %s/%d: %w", name, id, err)}
+				// No leader (an election, or every replica down): this
+				// partition's offsets are unknown; the rest of the poll
+				// goes on.
+				t.Partitions[id] = cluster.Partition{Leader: -1, Newest: -1, Oldest: -1, Replicas: replicas, ISR: isr}
+				leaderErrs = append(leaderErrs, fmt.Errorf("leader of %s/%d: %w", name, id, err))
+				continue
 			}
-			t.Partitions[id] = cluster.Partition{Leader: leader.ID(), Newest: -1, Oldest: -1}
+			t.Partitions[id] = cluster.Partition{Leader: leader.ID(), Newest: -1, Oldest: -1, Replicas: replicas, ISR: isr}
 			leaders[leader.ID()] = append(leaders[leader.ID()], cluster.TopicPartition{Topic: name, Partition: id})
 		}
 		topics[name] = t
 	}
+	if len(leaderErrs) > 0 {
+		return topics, leaders, &StageError{Stage: StageMetadata, Broker: -1, Err: errors.Join(leaderErrs...)}
+	}
 	return topics, leaders, nil
 }
 
+// brokerList returns the brokers of the client's metadata, sorted by ID.
+func brokerList(c sarama.Client) []cluster.Broker {
+	var out []cluster.Broker
+	for _, b := range c.Brokers() {
+		out = append(out, cluster.Broker{ID: b.ID(), Addr: b.Addr(), Rack: b.Rack()})
+	}
+	slices.SortFunc(out, func(a, b cluster.Broker) int { return int(a.ID) - int(b.ID) }) // IDs are not negative
+	return out
+}
+
+// brokerCommits is one coordinator's answer: the committed offsets of each
+// group it answered for (every partition with a commit), the groups whose
+// fetch failed (they keep their previous offsets) and why.
+type brokerCommits struct {
+	committed map[string]map[string]map[int32]int64
+	failed    []string
+	errs      []error
+}
+
 // committed fetches the committed offsets of every group from its
-// coordinator: many groups per request on brokers with OffsetFetch v8+,
-// one request per group before that.
-func (p *Poller) committed(ctx context.Context, brokers []*sarama.Broker, groups *cluster.GroupsObservation, topics map[string]*cluster.Topic) (map[string]map[string]map[int32]int64, error) {
+// coordinator, each coordinator in its own round (see rounds): many groups
+// per request on brokers with OffsetFetch v8+, one request per group
+// before that. A coordinator that fails or is still busy keeps its groups'
+// previous offsets, with the time they were read; offsets not read for
+// KRE_STALE_AFTER are dropped.
+func (p *Poller) committed(ctx context.Context, brokers []*sarama.Broker, groups *cluster.GroupsObservation, topics map[string]*cluster.Topic) (map[string]map[string]map[int32]int64, map[string]time.Time, error) {
 	byCoordinator := map[int32][]string{}
 	if groups != nil {
 		for name, g := range groups.Groups {
 			byCoordinator[g.Coordinator] = append(byCoordinator[g.Coordinator], name)
 		}
 	}
-	var mu sync.Mutex
+	var targets []*sarama.Broker
+	for _, b := range brokers {
+		if len(byCoordinator[b.ID()]) > 0 {
+			targets = append(targets, b)
+		}
+	}
+	carry := map[int32]bool{}
+	var errs []error
+	for id := range byCoordinator {
+		if !hasBroker(brokers, id) {
+			carry[id] = true
+			errs = append(errs, &StageError{Stage: StageOffsetFetch, Broker: id, Err: errors.New("coordinator not reachable")})
+		}
+	}
+	start := time.Now()
+	answers := p.commitRounds.round(ctx, targets, func(b *sarama.Broker) (brokerCommits, error) {
+		names := slices.Sorted(slices.Values(byCoordinator[b.ID()]))
+		return p.fetchCommitted(b, names)
+	})
 	out := map[string]map[string]map[int32]int64{}
-	keep := func(group string, blocks map[string]map[int32]*sarama.OffsetFetchResponseBlock) {
-		offs := map[string]map[int32]int64{}
-		for topic, parts := range blocks {
-			t, ok := topics[topic]
-			if !ok {
-				continue // deleted or filtered topic: no series
+	at := map[string]time.Time{}
+	var carryGroups []string
+	for _, b := range targets {
+		a := answers[b.ID()]
+		fresh := a.fresh(start)
+		if !fresh {
+			errs = append(errs, a.busy(StageOffsetFetch, b.ID(), start))
+		}
+		if a.none || a.err != nil {
+			if fresh {
+				errs = append(errs, a.err)
 			}
-			for id, blk := range parts {
-				if blk == nil || blk.Err != sarama.ErrNoError || blk.Offset < 0 {
+			carry[b.ID()] = true
+			continue
+		}
+		for g, offs := range a.val.committed {
+			if kept := exported(offs, topics); len(kept) > 0 {
+				out[g], at[g] = kept, a.at
+			}
+		}
+		carryGroups = append(carryGroups, a.val.failed...)
+		if fresh {
+			errs = append(errs, a.val.errs...)
+		}
+	}
+	if prev := p.lastOffsets.Load(); prev != nil {
+		for id, names := range byCoordinator {
+			for _, n := range names {
+				if _, ok := out[n]; ok || prev.Committed[n] == nil || !(carry[id] || slices.Contains(carryGroups, n)) {
 					continue
 				}
-				if _, ok := t.Partitions[id]; !ok {
+				if kept := exported(prev.Committed[n], topics); len(kept) > 0 {
+					out[n], at[n] = kept, prev.CommittedAt[n]
+				}
+			}
+		}
+	}
+	for g, t := range at {
+		if time.Since(t) > p.cfg.StaleAfter {
+			delete(out, g)
+			delete(at, g)
+		}
+	}
+	return out, at, errors.Join(errs...)
+}
+
+// exported keeps the committed offsets of partitions the observation
+// lists (a deleted or filtered topic has no series).
+func exported(offs map[string]map[int32]int64, topics map[string]*cluster.Topic) map[string]map[int32]int64 {
+	out := map[string]map[int32]int64{}
+	for topic, parts := range offs {
+		t, ok := topics[topic]
+		if !ok {
+			continue
+		}
+		for id, off := range parts {
+			if _, ok := t.Partitions[id]; !ok {
+				continue
+			}
+			if out[topic] == nil {
+				out[topic] = map[int32]int64{}
+			}
+			out[topic][id] = off
+		}
+	}
+	return out
+}
+
+// fetchCommitted reads the committed offsets of the groups names from
+// their coordinator b. A request that fails is the broker's error; a group
+// that answers an error fails alone.
+//
+// OffsetFetch v8+ carries many groups per request. sarama lowers every
+// request to the broker's highest version and refuses to encode a
+// lowered request with several groups (before anything is sent), so that
+// refusal, or a one-group answer below v8, says the broker does not batch:
+// it then gets one request per group. Version 2 is the first that returns
+// every committed offset of a group when no partitions are named.
+func (p *Poller) fetchCommitted(b *sarama.Broker, names []string) (brokerCommits, error) {
+	out := brokerCommits{committed: map[string]map[string]map[int32]int64{}}
+	if p.vers.offsetFetch < 2 {
+		return out, &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: errors.New("OffsetFetch v2 or later is required: KRE_KAFKA_VERSION must be at least 0.10.2")}
+	}
+	if err := p.reopen(b); err != nil {
+		return out, err
+	}
+	keep := func(group string, kerr sarama.KError, blocks map[string]map[int32]*sarama.OffsetFetchResponseBlock) {
+		if kerr != sarama.ErrNoError {
+			if kerr != sarama.ErrGroupIDNotFound {
+				p.denied(kerr)
+				out.failed = append(out.failed, group)
+				out.errs = append(out.errs, &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", group, kerr)})
+			}
+			return
+		}
+		offs := map[string]map[int32]int64{}
+		for topic, parts := range blocks {
+			for id, blk := range parts {
+				if blk == nil || blk.Offset < 0 {
+					continue
+				}
+				if blk.Err != sarama.ErrNoError {
+					p.denied(blk.Err)
 					continue
 				}
 				if offs[topic] == nil {
@@ -118,57 +269,8 @@ func (p *Poller) committed(ctx context.Context, brokers []*sarama.Broker, groups
 			}
 		}
 		if len(offs) > 0 {
-			mu.Lock()
-			out[group] = offs
-			mu.Unlock()
+			out.committed[group] = offs
 		}
-	}
-	var targets []*sarama.Broker
-	for _, b := range brokers {
-		if len(byCoordinator[b.ID()]) > 0 {
-			targets = append(targets, b)
-		}
-	}
-	var errs []error
-	for id := range byCoordinator {
-		if !hasBroker(brokers, id) {
-			errs = append(errs, &StageError{Stage: StageOffsetFetch, Broker: id, Err: errors.New("coordinator not reachable")})
-		}
-	}
-	errs = append(errs, forEachBroker(ctx, targets, func(b *sarama.Broker) error {
-		names := byCoordinator[b.ID()]
-		slices.Sort(names)
-		return p.fetchCommitted(b, names, keep)
-	}))
-	err := errors.Join(errs...)
-	if prev := p.lastOffsets.Load(); err != nil && prev != nil {
-		failed := failedBrokers(err)
-		for id, names := range byCoordinator {
-			if !failed[id] {
-				continue
-			}
-			for _, n := range names {
-				if _, fresh := out[n]; !fresh && prev.Committed[n] != nil {
-					out[n] = prev.Committed[n]
-				}
-			}
-		}
-	}
-	return out, err
-}
-
-// fetchCommitted reads the committed offsets of the groups names from
-// their coordinator b and hands each group's answer to keep.
-//
-// OffsetFetch v8+ carries many groups per request. sarama lowers every
-// request to the broker's highest version and refuses to encode a
-// lowered request with several groups (before anything is sent), so that
-// refusal, or a one-group answer below v8, says the broker does not batch:
-// it then gets one request per group. Version 2 is the first that returns
-// every committed offset of a group when no partitions are named.
-func (p *Poller) fetchCommitted(b *sarama.Broker, names []string, keep func(string, map[string]map[int32]*sarama.OffsetFetchResponseBlock)) error {
-	if p.vers.offsetFetch < 2 {
-		return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: errors.New("OffsetFetch v2 or later is required: KRE_KAFKA_VERSION must be at least 0.10.2")}
 	}
 	batching := p.vers.offsetFetch >= 8
 	for len(names) > 0 {
@@ -192,33 +294,24 @@ func (p *Poller) fetchCommitted(b *sarama.Broker, names []string, keep func(stri
 		p.count(apiOffsetFetch)
 		if err != nil {
 			p.closeOnError(b, err)
-			return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: err}
+			return out, &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: err}
 		}
 		if resp.Version < 2 {
-			return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: fmt.Errorf("broker supports OffsetFetch up to v%d; v2 or later is required", resp.Version)}
+			return out, &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: fmt.Errorf("broker supports OffsetFetch up to v%d; v2 or later is required", resp.Version)}
 		}
 		if resp.Version < 8 {
 			// Lowered: the broker answered for batch[0] alone.
 			batching = false
-			if resp.Err != sarama.ErrNoError && resp.Err != sarama.ErrGroupIDNotFound {
-				return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", batch[0], resp.Err)}
-			}
-			keep(batch[0], resp.Blocks)
+			keep(batch[0], resp.Err, resp.Blocks)
 			names = names[1:]
 			continue
 		}
 		for _, g := range resp.Groups {
-			if g.Err != sarama.ErrNoError {
-				if g.Err == sarama.ErrGroupIDNotFound {
-					continue
-				}
-				return &StageError{Stage: StageOffsetFetch, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", g.GroupId, g.Err)}
-			}
-			keep(g.GroupId, g.Blocks)
+			keep(g.GroupId, g.Err, g.Blocks)
 		}
 		names = names[n:]
 	}
-	return nil
+	return out, nil
 }
 
 func hasBroker(brokers []*sarama.Broker, id int32) bool {
@@ -230,9 +323,19 @@ func hasBroker(brokers []*sarama.Broker, id int32) bool {
 	return false
 }
 
+// brokerLogOffsets is one leader's answer: the log end and log start of
+// each partition it answered for (-1 where unknown), and the partitions'
+// errors.
+type brokerLogOffsets struct {
+	newest, oldest map[cluster.TopicPartition]int64
+	err            error
+}
+
 // logOffsets fills Newest and Oldest of every partition with two
 // ListOffsets requests per leader (a request may not name a partition
-// twice, so latest and earliest cannot share one).
+// twice, so latest and earliest cannot share one), each leader in its own
+// round (see rounds): a leader that fails keeps its partitions' offsets
+// unknown; one still busy contributes its last answer.
 func (p *Poller) logOffsets(ctx context.Context, brokers []*sarama.Broker, topics map[string]*cluster.Topic, leaders map[int32][]cluster.TopicPartition) error {
 	var targets []*sarama.Broker
 	var errs []error
@@ -246,52 +349,83 @@ func (p *Poller) logOffsets(ctx context.Context, brokers []*sarama.Broker, topic
 			targets = append(targets, b)
 		}
 	}
-	var mu sync.Mutex
-	errs = append(errs, forEachBroker(ctx, targets, func(b *sarama.Broker) error {
-		tps := leaders[b.ID()]
-		for _, when := range []int64{sarama.OffsetNewest, sarama.OffsetOldest} {
-			req := &sarama.OffsetRequest{Version: p.vers.listOffsets}
-			for _, tp := range tps {
-				req.AddBlock(tp.Topic, tp.Partition, when, 1)
+	start := time.Now()
+	answers := p.logRounds.round(ctx, targets, func(b *sarama.Broker) (brokerLogOffsets, error) {
+		return p.logOffsetsOn(b, leaders[b.ID()])
+	})
+	for _, b := range targets {
+		a := answers[b.ID()]
+		fresh := a.fresh(start)
+		if !fresh {
+			errs = append(errs, a.busy(StageListOffsets, b.ID(), start))
+		}
+		if a.none || a.err != nil {
+			if fresh {
+				errs = append(errs, a.err)
 			}
-			p.count(apiListOffsets)
-			resp, err := b.GetAvailableOffsets(req)
-			if err != nil {
-				p.closeOnError(b, err)
-				return &StageError{Stage: StageListOffsets, Broker: b.ID(), Err: err}
+			continue
+		}
+		if fresh && a.val.err != nil {
+			errs = append(errs, a.val.err)
+		}
+		for _, tp := range leaders[b.ID()] {
+			part := topics[tp.Topic].Partitions[tp.Partition]
+			if v, ok := a.val.newest[tp]; ok {
+				part.Newest = v
 			}
-			// A partition that errs (a leader election in progress) keeps
-			// an unknown offset; the others of this broker are still good.
-			var perr []error
-			mu.Lock()
-			for _, tp := range tps {
-				blk := resp.GetBlock(tp.Topic, tp.Partition)
-				if blk == nil {
-					perr = append(perr, fmt.Errorf("no answer for %s/%d", tp.Topic, tp.Partition))
-					continue
-				}
-				if blk.Err != sarama.ErrNoError {
-					perr = append(perr, fmt.Errorf("%s/%d: %w", tp.Topic, tp.Partition, blk.Err))
-					continue
-				}
-				off := blk.Offset
-				if resp.Version == 0 && len(blk.Offsets) > 0 {
-					off = blk.Offsets[0]
-				}
-				part := topics[tp.Topic].Partitions[tp.Partition]
-				if when == sarama.OffsetNewest {
-					part.Newest = off
-				} else {
-					part.Oldest = off
-				}
-				topics[tp.Topic].Partitions[tp.Partition] = part
+			if v, ok := a.val.oldest[tp]; ok {
+				part.Oldest = v
 			}
-			mu.Unlock()
-			if len(perr) > 0 {
-				return &StageError{Stage: StageListOffsets, Broker: b.ID(), Err: errors.Join(perr...)}
+			topics[tp.Topic].Partitions[tp.Partition] = part
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// logOffsetsOn asks one leader for its partitions' log end and start.
+func (p *Poller) logOffsetsOn(b *sarama.Broker, tps []cluster.TopicPartition) (brokerLogOffsets, error) {
+	out := brokerLogOffsets{newest: map[cluster.TopicPartition]int64{}, oldest: map[cluster.TopicPartition]int64{}}
+	if err := p.reopen(b); err != nil {
+		return out, err
+	}
+	var perr []error
+	for _, when := range []int64{sarama.OffsetNewest, sarama.OffsetOldest} {
+		req := &sarama.OffsetRequest{Version: p.vers.listOffsets}
+		for _, tp := range tps {
+			req.AddBlock(tp.Topic, tp.Partition, when, 1)
+		}
+		p.count(apiListOffsets)
+		resp, err := b.GetAvailableOffsets(req)
+		if err != nil {
+			p.closeOnError(b, err)
+			return out, &StageError{Stage: StageListOffsets, Broker: b.ID(), Err: err}
+		}
+		// A partition that errs (a leader election in progress) keeps an
+		// unknown offset; the others of this broker are still good.
+		for _, tp := range tps {
+			blk := resp.GetBlock(tp.Topic, tp.Partition)
+			if blk == nil {
+				perr = append(perr, fmt.Errorf("no answer for %s/%d", tp.Topic, tp.Partition))
+				continue
+			}
+			if blk.Err != sarama.ErrNoError {
+				p.denied(blk.Err)
+				perr = append(perr, fmt.Errorf("%s/%d: %w", tp.Topic, tp.Partition, blk.Err))
+				continue
+			}
+			off := blk.Offset
+			if resp.Version == 0 && len(blk.Offsets) > 0 {
+				off = blk.Offsets[0]
+			}
+			if when == sarama.OffsetNewest {
+				out.newest[tp] = off
+			} else {
+				out.oldest[tp] = off
 			}
 		}
-		return nil
-	}))
-	return errors.Join(errs...)
+	}
+	if len(perr) > 0 {
+		out.err = &StageError{Stage: StageListOffsets, Broker: b.ID(), Err: errors.Join(perr...)}
+	}
+	return out, nil
 }

@@ -108,8 +108,16 @@ type Poller struct {
 	vers    requestVersions
 	metrics *Metrics
 
-	mu     sync.Mutex
-	client sarama.Client
+	// Each loop has its own client, so its own connections: a broker that
+	// hangs on one loop's requests, or a connection one loop has to drop,
+	// does not stall or fail the other loop.
+	mu      sync.Mutex
+	clients map[string]sarama.Client
+
+	// Per-broker rounds of each loop's requests (see rounds).
+	groupRounds  *rounds[brokerGroups]
+	commitRounds *rounds[brokerCommits]
+	logRounds    *rounds[brokerLogOffsets]
 
 	// The previous results: the offsets poll reads each group's
 	// coordinator from lastGroups, and a partly failed poll carries
@@ -125,7 +133,9 @@ type Poller struct {
 // New returns a poller; it connects lazily, so a cluster that is down at
 // start only makes polls fail until it comes up.
 func New(cfg *config.Config, sc *sarama.Config, log zerolog.Logger) *Poller {
-	p := &Poller{cfg: cfg, sarama: sc, log: log, filters: cfg.Filters, vers: versionsFor(cfg.Version), metrics: NewMetrics()}
+	p := &Poller{cfg: cfg, sarama: sc, log: log, filters: cfg.Filters, vers: versionsFor(cfg.Version), metrics: NewMetrics(),
+		clients: map[string]sarama.Client{}, groupRounds: newRounds[brokerGroups](),
+		commitRounds: newRounds[brokerCommits](), logRounds: newRounds[brokerLogOffsets]()}
 	if cfg.LagExact {
 		p.times = newTimestampCache(cfg.LagExactCacheSize)
 	}
@@ -137,41 +147,79 @@ func (p *Poller) Metrics() *Metrics { return p.metrics }
 
 func (p *Poller) count(api string) { p.metrics.request(api) }
 
+// The loops, for their clients.
+const (
+	loopGroups  = cluster.LoopGroups
+	loopOffsets = cluster.LoopOffsets
+)
+
 // Close releases the Kafka connections.
 func (p *Poller) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.client == nil {
-		return nil
+	var errs []error
+	for loop, c := range p.clients {
+		errs = append(errs, c.Close())
+		delete(p.clients, loop)
 	}
-	err := p.client.Close()
-	p.client = nil
-	return err
+	return errors.Join(errs...)
 }
 
-// clientFor returns the shared client, creating it on first use or after
-// it was closed (for example when every broker went away).
-func (p *Poller) clientFor() (sarama.Client, error) {
+// client returns loop's client, creating it on first use or after it was
+// closed (for example when every broker went away).
+func (p *Poller) client(loop string) (sarama.Client, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.client != nil && !p.client.Closed() {
-		return p.client, nil
+	if c := p.clients[loop]; c != nil && !c.Closed() {
+		return c, nil
 	}
 	p.count(apiMetadata) // creating a client sends a Metadata request
 	c, err := sarama.NewClient(p.cfg.Brokers, p.sarama)
 	if err != nil {
 		return nil, &StageError{Stage: StageConnect, Broker: -1, Err: err}
 	}
-	p.client = c
+	p.clients[loop] = c
 	return c, nil
 }
 
+// reportReachable sets the per-broker reachability gauge from the groups
+// loop's view: 1 for each broker connected, 0 for each that failed.
+func (p *Poller) reportReachable(brokers []*sarama.Broker, connErr error) {
+	up := map[int32]bool{}
+	for _, b := range brokers {
+		up[b.ID()] = true
+	}
+	for id := range failedBrokers(connErr) {
+		up[id] = false
+	}
+	p.metrics.brokersReachable(up)
+}
+
+// denied counts an authorization failure by the resource it denies.
+func (p *Poller) denied(err error) {
+	switch {
+	case errors.Is(err, sarama.ErrClusterAuthorizationFailed):
+		p.metrics.denied("cluster")
+	case errors.Is(err, sarama.ErrGroupAuthorizationFailed):
+		p.metrics.denied("group")
+	case errors.Is(err, sarama.ErrTopicAuthorizationFailed):
+		p.metrics.denied("topic")
+	}
+}
+
 // brokers returns every broker of the cluster with an open connection.
-// Brokers that cannot be reached are reported as stage errors.
-func (p *Poller) brokers(c sarama.Client) ([]*sarama.Broker, error) {
+// Brokers that cannot be reached are reported as stage errors. A broker
+// still busy with a request of an earlier round counts as connected
+// without being touched: sarama holds a broker's lock for a whole request,
+// so asking it would wait for that request.
+func (p *Poller) brokers(c sarama.Client, busy func(id int32) bool) ([]*sarama.Broker, error) {
 	var out []*sarama.Broker
 	var errs []error
 	for _, b := range c.Brokers() {
+		if busy(b.ID()) {
+			out = append(out, b)
+			continue
+		}
 		err := b.Open(c.Config())
 		if err != nil && !errors.Is(err, sarama.ErrAlreadyConnected) {
 			errs = append(errs, &StageError{Stage: StageConnect, Broker: b.ID(), Err: err})
@@ -191,23 +239,22 @@ func (p *Poller) brokers(c sarama.Client) ([]*sarama.Broker, error) {
 	return out, errors.Join(errs...)
 }
 
-// forEachBroker runs fn for every broker concurrently and joins the errors.
-func forEachBroker(ctx context.Context, brokers []*sarama.Broker, fn func(*sarama.Broker) error) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(brokers))
-	for i, b := range brokers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if ctx.Err() != nil {
-				errs[i] = ctx.Err()
-				return
-			}
-			errs[i] = fn(b)
-		}()
+// reopen connects b again when an earlier request of this loop dropped its
+// connection, so one failed request costs only itself.
+func (p *Poller) reopen(b *sarama.Broker) error {
+	if ok, _ := b.Connected(); ok {
+		return nil
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	if err := b.Open(p.sarama); err != nil && !errors.Is(err, sarama.ErrAlreadyConnected) {
+		return &StageError{Stage: StageConnect, Broker: b.ID(), Err: err}
+	}
+	if ok, err := b.Connected(); !ok {
+		if err == nil {
+			err = errors.New("not connected")
+		}
+		return &StageError{Stage: StageConnect, Broker: b.ID(), Err: err}
+	}
+	return nil
 }
 
 // closeOnError drops a broker connection after a transport error so the

@@ -52,11 +52,12 @@ func (p *Poller) OffsetsPoll(ctx context.Context, sink Sink) error {
 	return err
 }
 
-// poll runs one poll of loop with a deadline of its interval plus one
-// request timeout, so a hung broker cannot hold the loop for longer.
+// poll runs one poll of loop with a deadline of its interval: a broker
+// that has not answered by then is served from its last answer (see
+// rounds), so a hung broker cannot hold back the others' data for longer.
 func poll[T any](ctx context.Context, p *Poller, loop string, interval time.Duration, fn func(context.Context) (T, error)) (T, error) {
 	start := time.Now()
-	pctx, cancel := context.WithTimeout(ctx, interval+p.cfg.RequestTimeout)
+	pctx, cancel := context.WithTimeout(ctx, interval)
 	defer cancel()
 	obs, err := fn(pctx)
 	if ctx.Err() == nil {

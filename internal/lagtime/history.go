@@ -95,8 +95,8 @@ func (h *history) observe(offset, t int64) observeOutcome {
 }
 
 // thin frees room by dropping every second point of the older half. The
-// oldest point always stays so the history keeps its full time span (and
-// the extrapolation rate its long baseline), and the newer half stays
+// oldest point always stays, so the history keeps its full time span and
+// the offset below which records predate it; the newer half stays
 // untouched so recent data keeps poll resolution. Repeated thinning makes
 // older data exponentially sparser; interpolating across a dropped point
 // is still bounded by the two points that remain around it.
@@ -114,55 +114,58 @@ func (h *history) thin() {
 
 // estimate returns how many seconds before now the log end reached x, that
 // is, the age of the record at offset x-1. pts must be a valid history
-// (increasing offsets and times).
+// (increasing offsets and times); anchors are points made of record
+// timestamps, none above pts[0] in offset nor later than it in time, in
+// the same order (see Estimator.anchorsLocked).
 //
-// Inside the history the time is interpolated linearly between the two
-// points around x. Before the oldest point it is extrapolated backwards
-// with the average production rate of the whole history, measured from the
-// first time of the oldest point to the first time of the newest one: the
-// current flat stretch, if any, is not part of it, so a topic that has
-// merely gone quiet does not dilute the rate. The backward step is capped
-// at maxBack seconds. ok is false when x lies beyond the newest point or
-// when extrapolation has no rate to work with.
-func estimate(pts []point, x, now int64, maxBack float64) (age float64, m Method, capped, ok bool) {
+// The value never goes beyond the evidence. Inside the history the time is
+// interpolated linearly between the two points around x: the record was
+// appended between them. Before the oldest point it is interpolated the
+// same way between the anchors around x, or between the newest anchor and
+// the oldest point. Below every anchor, all that is known is that the
+// record was appended no later than the evidence just above it (the
+// oldest anchor, or else the oldest point): the age is that lower bound,
+// and nothing when the bound is 0 (the first poll, with no timestamp). ok
+// is false when x lies beyond the newest point or no value is known.
+func estimate(pts, anchors []point, x, now int64) (age float64, m Method, ok bool) {
 	n := len(pts)
 	i := sort.Search(n, func(i int) bool { return pts[i].offset >= x })
 	switch {
 	case i == n:
-		return 0, "", false, false
+		return 0, "", false
 	case i > 0:
-		a, b := pts[i-1], pts[i]
-		frac := float64(x-a.offset) / float64(b.offset-a.offset)
-		age = seconds(now-a.last) - frac*seconds(b.first-a.last)
-		m = MethodInterpolated
+		age, m = between(pts[i-1], pts[i], x, now), MethodInterpolated
 	default:
-		if n < 2 {
-			return 0, "", false, false
+		j := sort.Search(len(anchors), func(j int) bool { return anchors[j].offset >= x })
+		above := pts[0]
+		if j < len(anchors) {
+			above = anchors[j]
 		}
-		oldest, newest := pts[0], pts[n-1]
-		span := seconds(newest.first - oldest.first)
-		if span <= 0 {
-			return 0, "", false, false
+		if j > 0 {
+			age, m = between(anchors[j-1], above, x, now), MethodInterpolated
+			break
 		}
-		rate := float64(newest.offset-oldest.offset) / span
-		if !(rate > 0) || math.IsInf(rate, 0) {
-			return 0, "", false, false
+		if now <= above.first {
+			return 0, "", false
 		}
-		back := float64(oldest.offset-x) / rate
-		if back > maxBack {
-			back, capped = maxBack, true
-		}
-		age = seconds(now-oldest.first) + back
-		m = MethodExtrapolated
+		age, m = seconds(now-above.first), MethodLowerBound
 	}
 	if math.IsNaN(age) || math.IsInf(age, 0) {
-		return 0, "", false, false
+		return 0, "", false
 	}
 	if age < 0 {
 		// now precedes the history (a Compute with an older observation).
 		age = 0
 	}
-	return age, m, capped, true
+	return age, m, true
+}
+
+// between interpolates the time the log end reached x, a.offset < x <=
+// b.offset, over the interval (a.last, b.first] in which the records
+// between a and b were appended, and returns its age at now.
+func between(a, b point, x, now int64) float64 {
+	frac := float64(x-a.offset) / float64(b.offset-a.offset)
+	return seconds(now-a.last) - frac*seconds(b.first-a.last)
 }
 
 func seconds(nanos int64) float64 {

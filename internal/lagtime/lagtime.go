@@ -2,10 +2,11 @@
 // and partition, how long ago the record at the group's committed offset was
 // appended, i.e. the age of the oldest record the group has not consumed.
 //
-// The estimate needs no Kafka I/O. Every offsets poll adds the partition's
-// log end offset and the poll time to a small per-partition history, and
-// the time the log end passed the committed offset is read off that
-// history. Definitions, for committed offset C, log end E and poll time now:
+// The package does no I/O. Its evidence is a small per-partition history
+// of log end offsets, one point per offsets poll, and the record
+// timestamps the poller read into the observation
+// (OffsetsObservation.RecordTimes). Definitions, for committed offset C,
+// log end E and poll time now:
 //
 //   - C >= E: the group has consumed everything; the lag is exactly 0, no
 //     matter how long the topic has been silent.
@@ -14,15 +15,33 @@
 //     now - t(C+1), where t(X) is the time the log end first reached X.
 //     The lag of a group stuck behind a topic that has gone silent keeps
 //     growing with the wall clock, as the age of that record does.
-//   - t(X) inside the history is interpolated between the last time the
-//     log end was below X and the first time it was seen at or above X.
-//   - t(X) before the oldest point is extrapolated with the history's
-//     average production rate, capped at Options.MaxExtrapolation before
-//     the oldest point (Kafka's default retention, 7 days, by default: an
-//     estimate beyond it says little more than "very old").
-//   - With fewer than two history points, or no production across the
-//     history, there is no rate, and a partition that needs extrapolation
-//     has no value (not exported) rather than a made-up one.
+//   - The record's own timestamp, when the observation has it, is used as
+//     is: now - timestamp, clamped at 0 (MethodExact).
+//   - Otherwise t(X) inside the history is interpolated between the last
+//     time the log end was below X and the first time it was seen at or
+//     above X: the record was appended in that interval, so the error is
+//     at most the time between those two polls (MethodInterpolated).
+//   - A record older than the history (C below the oldest point's log
+//     end) is interpolated the same way between the timestamps the
+//     observation holds for other records of the partition that bracket
+//     it (anchors), the oldest point closing the top (MethodInterpolated).
+//   - Below every anchor, the evidence only says the record was appended
+//     no later than the oldest anchor, or else the oldest point: the value
+//     is that lower bound, now minus that time (MethodLowerBound). The true
+//     lag is at least as large. Nothing is extrapolated: a production rate
+//     seen by the history says nothing about how fast older records were
+//     written (issue 10: a backlog written in one second before the
+//     exporter started, dated with a rate of a few records a minute,
+//     came out 10 to 70 times older than the world). A lower bound of 0
+//     (the first poll) is no value at all: the partition is not exported.
+//
+// So a value is never larger than the evidence allows, given record
+// timestamps that do not decrease with the offset: inside the history and
+// between anchors it lies in the interval the record was appended in, and
+// below them it is a lower bound. Anchors are made monotonic before use
+// (a timestamp later than the timestamp of a newer record, or than the
+// oldest point, is lowered to it), so a producer clock running ahead
+// cannot pull an older record's estimate below the evidence.
 //
 // Exported values are never NaN, negative or infinite. A committed offset
 // below the log start offset is dated like any other: the lag then says how
@@ -32,14 +51,14 @@
 // poll time it was seen at, so a flat stretch costs one point. A history
 // holds at most Options.MaxPoints points (PointBytes each); when full, every
 // second point of its older half is dropped, so old data gets sparser while
-// the newer half keeps poll resolution. A partition whose log end goes
-// backwards was recreated: its history restarts. Partitions missing from an
-// observation are forgotten.
+// the newer half keeps poll resolution; the oldest point always stays. A
+// partition whose log end goes backwards was recreated: its history
+// restarts. Partitions missing from an observation are forgotten.
 //
-// In exact mode (KRE_LAG_EXACT) the poller reads the timestamp of the
-// record at each committed offset that is behind and puts it in the
-// observation (OffsetsObservation.RecordTimes); Compute uses it where
-// present. The package itself never does I/O.
+// The poller reads record timestamps for the records older than its own
+// first log end of the partition (KRE_LAG_TIMESTAMP_READS_PER_POLL per
+// poll, cached), or, in exact mode (KRE_LAG_EXACT), for every committed
+// offset that is behind. The rules above hold whichever records it read.
 package lagtime
 
 import (
@@ -55,13 +74,13 @@ import (
 )
 
 // Options configures an Estimator. The values are taken as given; their
-// defaults live in the config package (KRE_LAG_HISTORY_POINTS,
-// KRE_LAG_MAX_EXTRAPOLATION).
+// defaults live in the config package (KRE_LAG_HISTORY_POINTS).
 type Options struct {
 	// MaxPoints bounds each partition's history (values below 4 become 4).
 	MaxPoints int
-	// MaxExtrapolation caps how far before the oldest history point an
-	// extrapolated time may go; 0 allows none.
+	// MaxExtrapolation is ignored: nothing is extrapolated any more (see
+	// the package doc). It stays until KRE_LAG_MAX_EXTRAPOLATION, which
+	// sets it, is removed.
 	MaxExtrapolation time.Duration
 	Logger           zerolog.Logger
 }
@@ -71,9 +90,9 @@ type Method string
 
 const (
 	MethodCaughtUp     Method = "caught_up"    // committed >= log end: exactly 0
-	MethodInterpolated Method = "interpolated" // inside the log end history
-	MethodExtrapolated Method = "extrapolated" // older than the history
-	MethodExact        Method = "exact"        // record timestamp read by the poller (KRE_LAG_EXACT)
+	MethodInterpolated Method = "interpolated" // between two points of evidence (history points, anchors)
+	MethodLowerBound   Method = "lower_bound"  // older than all evidence: the lag is at least this
+	MethodExact        Method = "exact"        // the record's timestamp, read by the poller
 )
 
 // PartitionLag is one partition's lag in seconds for one group.
@@ -82,8 +101,6 @@ type PartitionLag struct {
 	Partition int32
 	Seconds   float64
 	Method    Method
-	// Capped is true when the extrapolation hit Options.MaxExtrapolation.
-	Capped bool
 }
 
 // GroupLag holds a group's partitions that have a value, sorted by topic
@@ -127,8 +144,7 @@ func (g GroupLag) Partition(topic string, partition int32) (PartitionLag, bool) 
 // Estimator keeps the log end histories. It is safe for concurrent use;
 // normally one poll loop calls Observe and then Compute.
 type Estimator struct {
-	opts    Options
-	maxBack float64
+	opts Options
 
 	mu    sync.Mutex
 	parts map[cluster.TopicPartition]*history
@@ -137,11 +153,9 @@ type Estimator struct {
 // New returns an Estimator with no history.
 func New(opts Options) *Estimator {
 	opts.MaxPoints = max(opts.MaxPoints, minPoints)
-	opts.MaxExtrapolation = max(opts.MaxExtrapolation, 0)
 	return &Estimator{
-		opts:    opts,
-		maxBack: opts.MaxExtrapolation.Seconds(),
-		parts:   make(map[cluster.TopicPartition]*history),
+		opts:  opts,
+		parts: make(map[cluster.TopicPartition]*history),
 	}
 }
 
@@ -187,9 +201,10 @@ func (e *Estimator) Observe(obs *cluster.OffsetsObservation) {
 // obs.Time as now and obs's log end offsets for the caught-up test. Call
 // Observe(obs) first; if a log end in obs is ahead of the history, obs is
 // used as a provisional newest point. A partition that is behind and whose
-// record timestamp obs carries (obs.RecordTimes, exact mode) gets now −
-// that timestamp, clamped at 0 for producer clocks ahead of ours; the
-// others get the estimate.
+// record timestamp obs carries (obs.RecordTimes) gets now − that
+// timestamp, clamped at 0 for producer clocks ahead of ours; the others
+// get the estimate, which uses the timestamps of the partition's other
+// records older than the history as anchors.
 func (e *Estimator) Compute(obs *cluster.OffsetsObservation) Result {
 	return buildResult(obs, e.compute(obs))
 }
@@ -208,6 +223,7 @@ func (e *Estimator) compute(obs *cluster.OffsetsObservation) []entry {
 	now := obs.Time.UnixNano()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	anchors := e.anchorsLocked(obs, now)
 	var entries []entry
 	for group, topics := range obs.Committed {
 		for topic, parts := range topics {
@@ -218,14 +234,15 @@ func (e *Estimator) compute(obs *cluster.OffsetsObservation) []entry {
 					continue
 				}
 				en := entry{group: group, lag: PartitionLag{Topic: topic, Partition: id}}
+				tp := cluster.TopicPartition{Topic: topic, Partition: id}
 				if lag == 0 {
 					en.lag.Method, en.ok = MethodCaughtUp, true
 				} else if at, exact := obs.RecordTimes[cluster.Record{Topic: topic, Partition: id, Offset: committed}]; exact {
 					en.lag.Seconds = max(0, obs.Time.Sub(at).Seconds())
 					en.lag.Method, en.ok = MethodExact, true
 				} else {
-					en.lag.Seconds, en.lag.Method, en.lag.Capped, en.ok = e.estimateLocked(
-						cluster.TopicPartition{Topic: topic, Partition: id}, committed, t.Partitions[id].Newest, now)
+					en.lag.Seconds, en.lag.Method, en.ok = estimate(e.pointsLocked(tp, t.Partitions[id].Newest, now),
+						anchors[tp], committed+1, now)
 				}
 				entries = append(entries, en)
 			}
@@ -234,7 +251,10 @@ func (e *Estimator) compute(obs *cluster.OffsetsObservation) []entry {
 	return entries
 }
 
-func (e *Estimator) estimateLocked(tp cluster.TopicPartition, committed, newest, now int64) (float64, Method, bool, bool) {
+// pointsLocked returns the history of tp for an estimate at now, with the
+// observation's log end newest as a provisional newest point when the
+// history has not seen it.
+func (e *Estimator) pointsLocked(tp cluster.TopicPartition, newest, now int64) []point {
 	var pts []point
 	if h := e.parts[tp]; h != nil {
 		pts = h.points
@@ -244,7 +264,53 @@ func (e *Estimator) estimateLocked(tp cluster.TopicPartition, committed, newest,
 		// the history's spare capacity.
 		pts = append(pts[:n:n], point{offset: newest, first: now, last: now})
 	}
-	return estimate(pts, committed+1, now, e.maxBack)
+	return pts
+}
+
+// oldestLocked is pointsLocked(tp, newest, now)[0] without the copy.
+func (e *Estimator) oldestLocked(tp cluster.TopicPartition, newest, now int64) point {
+	if h := e.parts[tp]; h != nil && len(h.points) > 0 {
+		return h.points[0]
+	}
+	return point{offset: newest, first: now, last: now}
+}
+
+// anchorsLocked turns the record timestamps of obs that predate the
+// history of their partition into anchors, per partition: point{C+1, T, T}
+// for the record at C appended at T, sorted by offset, not above the
+// oldest point (one at its offset dates it more tightly), and with times
+// made non-decreasing and not later than the oldest point's first time
+// (each is lowered to the next one's).
+func (e *Estimator) anchorsLocked(obs *cluster.OffsetsObservation, now int64) map[cluster.TopicPartition][]point {
+	if len(obs.RecordTimes) == 0 {
+		return nil
+	}
+	out := map[cluster.TopicPartition][]point{}
+	for r, at := range obs.RecordTimes {
+		if !usableTime(at) {
+			continue
+		}
+		tp := cluster.TopicPartition{Topic: r.Topic, Partition: r.Partition}
+		p, ok := obs.Topics[r.Topic].Partition(r.Partition)
+		if !ok || p.Newest < 0 || r.Offset < 0 || r.Offset >= p.Newest {
+			continue
+		}
+		if r.Offset >= e.oldestLocked(tp, p.Newest, now).offset {
+			continue
+		}
+		t := at.UnixNano()
+		out[tp] = append(out[tp], point{offset: r.Offset + 1, first: t, last: t})
+	}
+	for tp, as := range out {
+		slices.SortFunc(as, func(a, b point) int { return cmp.Compare(a.offset, b.offset) })
+		next := e.oldestLocked(tp, obs.Topics[tp.Topic].Partitions[tp.Partition].Newest, now).first
+		for i := len(as) - 1; i >= 0; i-- {
+			as[i].first = min(as[i].first, next)
+			as[i].last = as[i].first
+			next = as[i].first
+		}
+	}
+	return out
 }
 
 func buildResult(obs *cluster.OffsetsObservation, entries []entry) Result {

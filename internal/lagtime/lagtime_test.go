@@ -14,9 +14,8 @@ var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 const topic = "orders"
 
-// testOptions are the exporter's defaults (KRE_LAG_HISTORY_POINTS,
-// KRE_LAG_MAX_EXTRAPOLATION).
-var testOptions = Options{MaxPoints: 64, MaxExtrapolation: 7 * 24 * time.Hour}
+// testOptions are the exporter's defaults (KRE_LAG_HISTORY_POINTS).
+var testOptions = Options{MaxPoints: 64}
 
 // poll builds an observation of one single-partition topic.
 func poll(at time.Duration, logEnd int64, commits map[string]int64) *cluster.OffsetsObservation {
@@ -174,52 +173,53 @@ func TestConsumerCatchingUp(t *testing.T) {
 	}
 }
 
-func TestExtrapolationBeforeHistory(t *testing.T) {
+// A record older than the history is not dated with the production rate
+// the history saw: the evidence only says it was appended before the
+// first poll, so its lag is at least the time since then, growing with
+// the clock, for every group behind the history alike.
+func TestRecordBeforeHistoryIsALowerBound(t *testing.T) {
 	e := New(testOptions)
-	// First poll: the group is 600 records behind and there is no history.
-	r := step(e, poll(0, 10_000, map[string]int64{"g": 9_400}))
+	commits := map[string]int64{"g": 9_400, "further": 100, "up": 10_200}
+	// First poll: the groups are behind and there is no history; "at
+	// least 0 s" says nothing, so there is no value.
+	r := step(e, poll(0, 10_000, commits))
 	if _, ok := r.Group("g"); ok {
 		t.Fatalf("one history point cannot date a record before it, got %+v", r.Groups)
 	}
-	// 10 records/s over 20 s of history; the record at 9400 is ~60 s older.
-	step(e, poll(10*time.Second, 10_100, map[string]int64{"g": 9_400}))
-	r = step(e, poll(20*time.Second, 10_200, map[string]int64{"g": 9_400}))
-	p := mustLag(t, r, "g")
-	// Backwards from (10000, 0 s) at 10/s: offset 9401 reached at -59.9 s.
-	if p.Method != MethodExtrapolated || !near(p.Seconds, 20+59.9, 1e-6) || p.Capped {
-		t.Fatalf("got %+v, want 79.9 s extrapolated", p)
+	step(e, poll(10*time.Second, 10_100, commits))
+	r = step(e, poll(20*time.Second, 10_200, commits))
+	for _, g := range []string{"g", "further"} {
+		// 10 records/s would have extrapolated g to 79.9 s; the record may
+		// be anything older than 20 s.
+		if p := mustLag(t, r, g); p.Method != MethodLowerBound || !near(p.Seconds, 20, 1e-9) {
+			t.Fatalf("%s: got %+v, want the 20 s lower bound", g, p)
+		}
 	}
-	// Producers stop; the silence must not lower the rate used to date
-	// records before the history, only age them with the clock.
+	if p := mustLag(t, r, "up"); p.Method != MethodCaughtUp || p.Seconds != 0 {
+		t.Fatalf("caught-up group: %+v", p)
+	}
+	// Producers stop; the bound ages with the clock.
 	for s := 30; s <= 600; s += 10 {
-		r = step(e, poll(time.Duration(s)*time.Second, 10_200, map[string]int64{"g": 9_400}))
+		r = step(e, poll(time.Duration(s)*time.Second, 10_200, commits))
 	}
-	if p := mustLag(t, r, "g"); !near(p.Seconds, 600+59.9, 1e-6) {
-		t.Fatalf("after 580 s of silence got %v, want 659.9", p.Seconds)
+	if p := mustLag(t, r, "g"); p.Method != MethodLowerBound || !near(p.Seconds, 600, 1e-9) {
+		t.Fatalf("after 580 s of silence got %+v, want 600 s", p)
 	}
 }
 
-func TestExtrapolationNeedsRate(t *testing.T) {
+// A flat history has no production rate and needs none: a group behind it
+// gets the lower bound once the history spans some time.
+func TestFlatHistoryLowerBound(t *testing.T) {
 	e := New(testOptions)
 	var r Result
-	for s := 0; s <= 100; s += 10 { // flat history: one point, no rate
+	for s := 0; s <= 100; s += 10 {
 		r = step(e, poll(time.Duration(s)*time.Second, 500, map[string]int64{"behind": 100, "up": 500}))
 	}
-	if _, ok := r.Group("behind"); ok {
-		t.Fatalf("flat history has no rate, yet got %+v", r.Groups)
+	if p := mustLag(t, r, "behind"); p.Method != MethodLowerBound || p.Seconds != 100 {
+		t.Fatalf("behind a flat history: %+v, want at least 100 s", p)
 	}
 	if p := mustLag(t, r, "up"); p.Seconds != 0 {
 		t.Fatalf("caught-up group lag %v, want 0", p.Seconds)
-	}
-}
-
-func TestExtrapolationIsCapped(t *testing.T) {
-	e := New(Options{MaxPoints: testOptions.MaxPoints, MaxExtrapolation: time.Hour})
-	step(e, poll(0, 1_000_000, nil))
-	r := step(e, poll(10*time.Second, 1_000_001, map[string]int64{"g": 0})) // 0.1 record/s
-	p := mustLag(t, r, "g")
-	if !p.Capped || p.Method != MethodExtrapolated || !near(p.Seconds, 10+3600, 1e-6) {
-		t.Fatalf("got %+v, want capped at 10 s + 1 h", p)
 	}
 }
 
@@ -240,10 +240,11 @@ func TestTopicRecreatedResetsHistory(t *testing.T) {
 		t.Fatal("old history used after the reset")
 	}
 	r = step(e, poll(120*time.Second, 150, map[string]int64{"new": 10}))
-	// New log: 50 at 110 s, 150 at 120 s; offset 11 extrapolated at 10/s.
+	// New log: 50 at 110 s, 150 at 120 s; the record at 10 predates it.
+	// The old history would have dated it at about 0.1 s.
 	p := mustLag(t, r, "new")
-	if !near(p.Seconds, 10+3.9, 1e-6) {
-		t.Fatalf("lag on recreated topic %v, want 13.9", p.Seconds)
+	if p.Method != MethodLowerBound || !near(p.Seconds, 10, 1e-6) {
+		t.Fatalf("lag on recreated topic %+v, want the 10 s lower bound", p)
 	}
 }
 
@@ -314,7 +315,7 @@ func TestDisappearedPartitionsAreForgotten(t *testing.T) {
 // to the first poll, and still dates recent records to the poll.
 func TestHistoryStaysBoundedAndRecentDataExact(t *testing.T) {
 	const maxPoints = 64
-	e := New(Options{MaxPoints: maxPoints, MaxExtrapolation: testOptions.MaxExtrapolation})
+	e := New(Options{MaxPoints: maxPoints})
 	rng := rand.New(rand.NewPCG(1, 2))
 	ends := []int64{0, 0, 0}
 	at := time.Duration(0)

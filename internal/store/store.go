@@ -23,16 +23,24 @@ import (
 
 // LoopStatus is what the snapshot says about one poll loop.
 type LoopStatus struct {
-	LastSuccess time.Time // zero until the first successful poll
-	LastOK      bool
-	LastError   string
-	polled      bool
+	// LastSuccess is the time of the loop's last poll that produced an
+	// observation, partial or not; zero until the first.
+	LastSuccess time.Time
+	// Serving is true while the loop's latest poll produced an
+	// observation: the exporter serves fresh data for every broker that
+	// answered. `up` is all loops serving.
+	Serving bool
+	// LastOK is true when the latest poll fully succeeded: every broker
+	// answered everything.
+	LastOK    bool
+	LastError string
+	polled    bool
 }
 
 // Snapshot is one consistent view. Nothing in it is modified after it is
 // published; a poll builds a new Snapshot that shares unchanged parts.
 type Snapshot struct {
-	// The latest observations, possibly partial (see LoopStatus.LastOK);
+	// The latest observations, possibly partial (see LoopStatus);
 	// nil until a poll produced one.
 	Groups  *cluster.GroupsObservation
 	Offsets *cluster.OffsetsObservation
@@ -99,7 +107,7 @@ func (s *Store) Current() *Snapshot { return s.cur.Load() }
 func (s *Store) GroupsPolled(obs *cluster.GroupsObservation, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := s.next(cluster.LoopGroups, err)
+	next := s.next(cluster.LoopGroups, obs != nil, err)
 	// A partial observation (err != nil) is still newer than the last
 	// good one for every broker that answered; the poller carried forward
 	// what the others could not say.
@@ -146,7 +154,7 @@ func (s *Store) logRebalance(ev rebalance.Event) {
 func (s *Store) OffsetsPolled(obs *cluster.OffsetsObservation, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := s.next(cluster.LoopOffsets, err)
+	next := s.next(cluster.LoopOffsets, obs != nil, err)
 	if obs != nil {
 		next.Offsets = obs
 		if s.an.Lag != nil {
@@ -163,17 +171,21 @@ func (s *Store) OffsetsPolled(obs *cluster.OffsetsObservation, err error) {
 // next copies the current snapshot's bookkeeping and records one poll of
 // loop. Failures are logged when a loop starts or stops failing, not on
 // every poll, so an outage of hours does not flood the log.
-func (s *Store) next(loop string, err error) *Snapshot {
+func (s *Store) next(loop string, observed bool, err error) *Snapshot {
 	prev := s.cur.Load()
 	next := *prev
 	next.Loops = maps.Clone(prev.Loops)
 	ls := next.Loops[loop]
 	wasOK := ls.LastOK || !ls.polled
+	ls.Serving = observed
+	if observed {
+		ls.LastSuccess = s.now()
+	}
 	if err == nil {
 		if !ls.LastOK && ls.polled {
 			s.log.Info().Str("loop", loop).Msg("poll recovered")
 		}
-		ls.LastOK, ls.LastError, ls.LastSuccess = true, "", s.now()
+		ls.LastOK, ls.LastError = true, ""
 	} else {
 		ls.LastOK, ls.LastError = false, err.Error()
 		ev := s.log.Debug()

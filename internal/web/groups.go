@@ -12,13 +12,18 @@ import (
 
 // GroupView is the JSON shape of one group in /api/v1/groups.
 type GroupView struct {
-	Name        string       `json:"name"`
-	Type        string       `json:"type"`
-	State       string       `json:"state"`
-	Assignor    string       `json:"assignor"`
-	Coordinator int32        `json:"coordinator"`
-	ObservedAt  time.Time    `json:"observed_at"`
-	Members     []MemberView `json:"members"`
+	Name        string `json:"name"`
+	Type        string `json:"type"`
+	State       string `json:"state"`
+	Assignor    string `json:"assignor"`
+	Coordinator int32  `json:"coordinator"`
+	// ObservedAt is when the coordinator last described the group: older
+	// than the poll when the coordinator did not answer and the group is
+	// served from its last answer.
+	ObservedAt time.Time `json:"observed_at"`
+	// OffsetsObservedAt is when the group's committed offsets were read.
+	OffsetsObservedAt *time.Time   `json:"offsets_observed_at,omitempty"`
+	Members           []MemberView `json:"members"`
 	// Lag per topic, from the latest offsets poll: the same figure as
 	// kafka_consumergroup_lag_sum, absent where that is (a log end unknown).
 	Lag           map[string]int64 `json:"lag,omitempty"`
@@ -78,7 +83,10 @@ func (Groups) Get(s *store.Snapshot, name string) (any, bool) {
 
 func view(s *store.Snapshot, g *cluster.Group) GroupView {
 	v := GroupView{Name: g.Name, Type: g.Type, State: g.State, Assignor: g.Assignor, Coordinator: g.Coordinator,
-		ObservedAt: s.Groups.Time, Members: []MemberView{}}
+		ObservedAt: g.ObservedAt, Members: []MemberView{}}
+	if v.ObservedAt.IsZero() {
+		v.ObservedAt = s.Groups.Time
+	}
 	for _, m := range g.Members {
 		mv := MemberView{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID, ClientHost: m.ClientHost,
 			Assignment: m.Assignment, TargetAssignment: m.TargetAssignment}
@@ -121,6 +129,9 @@ func view(s *store.Snapshot, g *cluster.Group) GroupView {
 		v.MaxLagSeconds = &m
 	}
 	if s.Offsets != nil {
+		if at, ok := s.Offsets.CommittedAt[g.Name]; ok {
+			v.OffsetsObservedAt = &at
+		}
 		for topic, parts := range s.Offsets.Committed[g.Name] {
 			if sum, ok := cluster.TopicLag(s.Offsets.Topics[topic], parts); ok {
 				if v.Lag == nil {
