@@ -2,17 +2,14 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"maps"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/config"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
@@ -32,23 +29,7 @@ func TestConstLabelsOnEveryServedSeries(t *testing.T) {
 	t.Setenv("KRE_GROUP_POLL_INTERVAL", "200ms")
 	t.Setenv("KRE_POLL_INTERVAL", "300ms")
 	t.Setenv("KRE_CONST_LABELS", "cluster=prod, region=eu-west-1")
-	cfg, err := config.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := kafka.SaramaConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, sc, zerolog.Nop()) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	serveFromEnv(t)
 
 	var scraped testkit.Series
 	testkit.Eventually(t, 30*time.Second, 25*time.Millisecond, "billing's lag served", func() error {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/config"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
@@ -91,23 +89,7 @@ func TestUnreachableAtStartThenRecovers(t *testing.T) {
 	t.Setenv("KRE_POLL_INTERVAL", "300ms")
 	t.Setenv("KRE_REQUEST_TIMEOUT", "1s")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg, err := config.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	sc, err := kafka.SaramaConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { done <- serve(ctx, cfg, sc, zerolog.Nop()) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	serveFromEnv(t)
 
 	base := "http://" + httpAddr
 	testkit.Eventually(t, 10*time.Second, 25*time.Millisecond, "up 0 with connect errors counted", func() error {

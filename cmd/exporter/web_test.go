@@ -91,6 +91,14 @@ func startServe(t *testing.T) string {
 	t.Setenv("KRE_LISTEN_ADDRESS", addr)
 	t.Setenv("KRE_BROKERS", testkit.FreeAddr(t))
 	t.Setenv("KRE_REQUEST_TIMEOUT", "1s")
+	serveFromEnv(t)
+	return addr
+}
+
+// serveFromEnv runs the daemon's serve with the configuration the
+// environment gives, until the test ends; serve must then return cleanly.
+func serveFromEnv(t *testing.T) {
+	t.Helper()
 	cfg, err := config.Load()
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +116,6 @@ func startServe(t *testing.T) string {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return addr
 }
 
 // Real HTTPS clients against a web configuration with mutual TLS and basic

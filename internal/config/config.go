@@ -79,11 +79,10 @@ type Config struct {
 	MaxGroups                int    `envconfig:"MAX_GROUPS" default:"0" desc:"Export at most this many groups (the first in name order); 0 exports all. kafka_rebalance_exporter_groups_not_exported says how many were left out."`
 	ConstLabels              string `envconfig:"CONST_LABELS" default:"" desc:"Labels added to every series the exporter serves, as name=value pairs separated by commas, e.g. cluster=prod,region=eu (kafka_exporter: --kafka.labels). Names must not be ones the exporter writes itself (topic, consumergroup, ...)."`
 
-	LagHistoryPoints    int           `envconfig:"LAG_HISTORY_POINTS" default:"64" desc:"Log-end offset points kept per partition for lag in seconds."`
-	LagMaxExtrapolation time.Duration `envconfig:"LAG_MAX_EXTRAPOLATION" default:"168h" desc:"Cap on lag in seconds extrapolated beyond the kept history."`
-	LagExact            bool          `envconfig:"LAG_EXACT" default:"false" desc:"Read the timestamp of the record at each committed offset (one Fetch per lagging partition, cached) for exact lag in seconds instead of the estimate."`
-	LagExactConcurrency int           `envconfig:"LAG_EXACT_CONCURRENCY" default:"4" desc:"With LAG_EXACT: record timestamp reads in flight at once."`
-	LagExactCacheSize   int           `envconfig:"LAG_EXACT_CACHE_SIZE" default:"10000" desc:"With LAG_EXACT: record timestamps cached."`
+	LagHistoryPoints    int  `envconfig:"LAG_HISTORY_POINTS" default:"64" desc:"Log-end offset points kept per partition for lag in seconds."`
+	LagExact            bool `envconfig:"LAG_EXACT" default:"false" desc:"Read the timestamp of the record at each committed offset (one Fetch per lagging partition, cached) for exact lag in seconds instead of the estimate."`
+	LagExactConcurrency int  `envconfig:"LAG_EXACT_CONCURRENCY" default:"4" desc:"Record timestamp reads (LAG_TIMESTAMP_READS_PER_POLL, LAG_EXACT) in flight at once."`
+	LagExactCacheSize   int  `envconfig:"LAG_EXACT_CACHE_SIZE" default:"10000" desc:"Record timestamps cached (about 100 bytes each); hold at least the lagging group-partitions older than the history, or the oldest are read again every poll."`
 	// LagTimestampReadsPerPoll bounds the record timestamp reads of one
 	// offsets poll, in exact mode and out of it.
 	LagTimestampReadsPerPoll int `envconfig:"LAG_TIMESTAMP_READS_PER_POLL" default:"1000" desc:"Record timestamps read per offsets poll (one small Fetch each, cached in LAG_EXACT_CACHE_SIZE; needs Read on the topics, skipped where the broker says it is not granted). Without LAG_EXACT only records older than the exporter's history are read, which lag in seconds could otherwise only bound from below; 0 reads none."`
@@ -252,9 +251,6 @@ func (c *Config) validate() error {
 	}
 	if c.LagHistoryPoints < 4 {
 		return &Error{"LAG_HISTORY_POINTS", "must be at least 4"}
-	}
-	if c.LagMaxExtrapolation <= 0 {
-		return &Error{"LAG_MAX_EXTRAPOLATION", "must be a positive duration"}
 	}
 	if c.LagExactConcurrency < 1 {
 		return &Error{"LAG_EXACT_CONCURRENCY", "must be at least 1"}

@@ -125,8 +125,8 @@ type Poller struct {
 	lastGroups  atomic.Pointer[cluster.GroupsObservation]
 	lastOffsets atomic.Pointer[cluster.OffsetsObservation]
 
-	// times caches record timestamps for exact lag in seconds; nil when
-	// KRE_LAG_EXACT is off.
+	// times caches record timestamps for lag in seconds (made on first
+	// use).
 	times *timestampCache
 }
 

@@ -26,6 +26,10 @@ const timestampFetchBytes = 64 << 10
 // again.
 const readRecheck = time.Hour
 
+// errNotStarted marks a read left for the next poll: the reads' share of
+// the poll interval was over before it could start.
+var errNotStarted = errors.New("not started: out of time")
+
 // timestampCache keeps record timestamps between offsets polls, and what
 // deciding which records to read needs. A record's timestamp never changes
 // while its log exists, and a group that does not commit asks for the same
@@ -118,8 +122,9 @@ type lookup struct {
 // exact mode (KRE_LAG_EXACT) all of them, otherwise those older than the
 // partition's lag history (below its horizon). Cached ones cost nothing;
 // the others are read with one Fetch each to the partition's leader, at
-// most KRE_LAG_EXACT_CONCURRENCY at a time and at most
-// KRE_LAG_TIMESTAMP_READS_PER_POLL per poll, in this order: the records
+// most KRE_LAG_EXACT_CONCURRENCY at a time, at most
+// KRE_LAG_TIMESTAMP_READS_PER_POLL per poll and none started after a third
+// of the poll interval, in this order: the records
 // older than the history first; then, partition by partition, the oldest
 // wanted record of each, then the next oldest of each, and so on; among
 // equals the furthest behind first. One read per partition then bounds
@@ -161,20 +166,30 @@ func (p *Poller) recordTimes(ctx context.Context, c sarama.Client, prev, obs *cl
 	}
 	times := make([]time.Time, len(wanted))
 	errs := make([]error, len(wanted))
+	// The reads get a third of the poll interval, like each earlier stage
+	// of the poll: those not started by then wait for the next poll.
+	rctx, cancel := context.WithTimeout(ctx, p.cfg.PollInterval/3)
+	defer cancel()
 	var g errgroup.Group
 	g.SetLimit(p.cfg.LagExactConcurrency)
 	for i, w := range wanted {
 		g.Go(func() error {
+			if rctx.Err() != nil {
+				errs[i] = errNotStarted
+				return nil
+			}
 			leader := obs.Topics[w.r.Topic].Partitions[w.r.Partition].Leader
 			times[i], errs[i] = p.timestamp(ctx, c, leader, w.r)
 			return nil
 		})
 	}
 	_ = g.Wait()
-	failed := 0
+	failed, late := 0, 0
 	var first error
 	for i, w := range wanted {
 		switch err := errs[i]; {
+		case errors.Is(err, errNotStarted):
+			late++
 		case err == nil:
 			p.times.lru.Add(w.r, times[i])
 			out[w.r] = times[i]
@@ -193,10 +208,14 @@ func (p *Poller) recordTimes(ctx context.Context, c sarama.Client, prev, obs *cl
 			}
 		}
 	}
+	if late > 0 {
+		p.log.Debug().Int("late", late).Int("read", len(wanted)-late).
+			Msg("record timestamp reads not started within a third of the poll interval wait for the next poll")
+	}
 	var readErr error
 	if failed > 0 {
 		readErr = &StageError{Stage: StageFetch, Broker: -1,
-			Err: fmt.Errorf("%d of %d record timestamp reads failed (their lag in seconds is estimated): %w", failed, len(wanted), first)}
+			Err: fmt.Errorf("%d of %d record timestamp reads failed (their lag in seconds is estimated): %w", failed, len(wanted)-late, first)}
 	}
 	if !exact {
 		permErr = nil // logged: without Read the estimate is the documented fallback

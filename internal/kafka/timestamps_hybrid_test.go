@@ -302,3 +302,38 @@ func TestTimestampReadsNeedRead(t *testing.T) {
 		t.Fatalf("with Read: %+v", pl)
 	}
 }
+
+// The reads get a third of the poll interval: with the first Fetch held
+// past it, the reads not yet started wait for the next poll, which is no
+// poll error.
+func TestTimestampReadsStopAtTheirShareOfThePoll(t *testing.T) {
+	const topic = "slow"
+	c := kafkatest.NewCluster(t)
+	addrs := c.ListenAddrs()
+	kafkatest.CreateTopic(t, addrs, topic, 1)
+	tsProduce(t, []kgo.Opt{kgo.SeedBrokers(addrs...)}, topic, []int32{0}, 0, 10)
+	adm := kafkatest.Admin(t, addrs)
+	for at := range int64(6) {
+		tsCommit(t, adm, topic, fmt.Sprintf("g%d", at), map[int32]int64{0: at + 1})
+	}
+	e := kafkatest.NewExporter(t, kafkatest.Config(t, addrs, map[string]string{
+		"TOPIC_INCLUDE": topic, "POLL_INTERVAL": "600ms", "LAG_EXACT_CONCURRENCY": "1"}))
+	release := make(chan struct{})
+	held := time.AfterFunc(time.Second, func() { close(release) }) // well past the 200 ms share
+	defer held.Stop()
+	c.ControlKey(int16(kmsg.Fetch), func(kmsgRequest) (kmsgResponse, error, bool) {
+		c.SleepControl(func() { <-release }) // the first Fetch only: no KeepControl
+		return nil, nil, false
+	})
+	e.Poll(t)
+	if n, got := tsRequests(t, e, "Fetch"), tsRead(t, e); n != 1 || len(got) != 1 {
+		t.Fatalf("first poll: %v Fetch requests, read %v; want the one held", n, got)
+	}
+	e.Poll(t)
+	if n, got := tsRequests(t, e, "Fetch"), tsRead(t, e); n != 6 || len(got) != 6 {
+		t.Fatalf("second poll: %v Fetch requests, read %v; want all six", n, got)
+	}
+	if n := e.PollErrors(t, kafka.StageFetch); n != 0 {
+		t.Fatalf("%v fetch stage errors", n)
+	}
+}

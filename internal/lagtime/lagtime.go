@@ -32,7 +32,8 @@
 //     seen by the history says nothing about how fast older records were
 //     written (issue 10: a backlog written in one second before the
 //     exporter started, dated with a rate of a few records a minute,
-//     came out 10 to 70 times older than the world). A lower bound of 0
+//     came out 10 and 73 times older than the world;
+//     TestSparseProductionNeverOverstates). A lower bound of 0
 //     (the first poll) is no value at all: the partition is not exported.
 //
 // So a value is never larger than the evidence allows, given record
@@ -78,11 +79,7 @@ import (
 type Options struct {
 	// MaxPoints bounds each partition's history (values below 4 become 4).
 	MaxPoints int
-	// MaxExtrapolation is ignored: nothing is extrapolated any more (see
-	// the package doc). It stays until KRE_LAG_MAX_EXTRAPOLATION, which
-	// sets it, is removed.
-	MaxExtrapolation time.Duration
-	Logger           zerolog.Logger
+	Logger    zerolog.Logger
 }
 
 // Method says how a PartitionLag value was obtained.

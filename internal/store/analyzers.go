@@ -14,7 +14,7 @@ import (
 func NewAnalyzers(cfg *config.Config, log zerolog.Logger) Analyzers {
 	return Analyzers{
 		Rebalance: rebalance.NewTracker(rebalance.Options{HistorySize: cfg.RebalanceHistory, Logger: log.With().Str("component", "rebalance").Logger()}),
-		Lag: lagtime.New(lagtime.Options{MaxPoints: cfg.LagHistoryPoints, MaxExtrapolation: cfg.LagMaxExtrapolation,
+		Lag: lagtime.New(lagtime.Options{MaxPoints: cfg.LagHistoryPoints,
 			Logger: log.With().Str("component", "lagtime").Logger()}),
 		Status: status.New(status.Config{Window: cfg.StatusWindow, StopAfter: cfg.StatusStopAfter, StopFactor: cfg.StatusStopFactor,
 			ErrLag: cfg.StatusErrLag, Logger: log.With().Str("component", "status").Logger()}),
