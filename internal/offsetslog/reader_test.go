@@ -265,6 +265,9 @@ func TestReaderIsReadOnly(t *testing.T) {
 	w := newWorld(t, 3)
 	w.produce(0, time.Time{}, metaKV("a", 1, "m"))
 	w.produce(2, time.Time{}, commitKV("a", "t", 0, 1, t0))
+	// From here on the reader is the only client (franz-go's producer
+	// would go on sending telemetry requests).
+	w.prod.Close()
 	var mu sync.Mutex
 	seen := map[int16]int{}
 	for key := int16(0); key <= 92; key++ {
@@ -693,5 +696,98 @@ func TestMetricsLint(t *testing.T) {
 		if _, ok := s.Get(MetricPrefix+"read_errors_total", "reason", reason); !ok {
 			t.Errorf("read_errors_total{reason=%q} missing", reason)
 		}
+	}
+}
+
+// While any partition is behind, fetches do not long-poll (a broker with
+// nothing new would hold every round); once all are caught up, they do
+// (no busy loop).
+func TestLongPollOnlyWhenCaughtUp(t *testing.T) {
+	w := newWorld(t, 2)
+	for range 10 {
+		var recs []kv
+		for i := range 200 {
+			recs = append(recs, commitKV("g", "orders", int32(i%12), int64(i), t0))
+		}
+		w.produce(0, time.Time{}, recs...)
+	}
+	w.mu.Lock()
+	end := w.ends[0]
+	w.mu.Unlock()
+	type fetch struct {
+		wait   int32
+		offset int64 // of partition 0; -1 when not asked
+	}
+	var mu sync.Mutex
+	var fetches []fetch
+	w.c.ControlKey(1, func(req kmsg.Request) (kmsg.Response, error, bool) {
+		w.c.KeepControl()
+		fr := req.(*kmsg.FetchRequest)
+		f := fetch{wait: fr.MaxWaitMillis, offset: -1}
+		for _, rt := range fr.Topics {
+			for _, rp := range rt.Partitions {
+				if rt.Topic == w.topic && rp.Partition == 0 {
+					f.offset = rp.FetchOffset
+				}
+			}
+		}
+		mu.Lock()
+		fetches = append(fetches, f)
+		mu.Unlock()
+		return nil, nil, false
+	})
+	opts := w.options()
+	opts.FetchMaxWait = time.Second
+	opts.FetchMaxBytes, opts.PartitionMaxBytes = 16<<10, 8<<10
+	rn := startReader(t, opts)
+	rn.caughtUpWith(w)
+	longPolls := func() (n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, f := range fetches {
+			if f.wait == 1000 && f.offset == end {
+				n++
+			}
+		}
+		return n
+	}
+	testkit.Eventually(t, waitTimeout, 10*time.Millisecond, "long polls once caught up", func() error {
+		if n := longPolls(); n < 2 {
+			return fmt.Errorf("%d long polls", n)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	behind := 0
+	for _, f := range fetches {
+		if f.offset >= 0 && f.offset < end {
+			behind++
+			if f.wait != 0 {
+				t.Errorf("fetch at offset %d of %d waited %d ms", f.offset, end, f.wait)
+			}
+		}
+	}
+	if behind < 5 {
+		t.Errorf("%d fetches while behind: the catch-up did not take several rounds", behind)
+	}
+}
+
+// A partition whose leader moves is found at its new leader (NOT_LEADER,
+// a metadata refresh) and read on from where it was.
+func TestLeaderMove(t *testing.T) {
+	w := newWorld(t, 1)
+	w.produce(0, time.Time{}, metaKV("a", 1, "m"))
+	rn := startReader(t, w.options())
+	rn.caughtUpWith(w)
+	from := w.c.LeaderFor(w.topic, 0)
+	to := (from + 1) % 3
+	if err := w.c.MoveTopicPartition(w.topic, 0, to); err != nil {
+		t.Fatal(err)
+	}
+	w.produce(0, time.Time{}, metaKV("a", 2, "m"), commitKV("a", "t", 0, 1, t0))
+	v := rn.caughtUpWith(w)
+	if generation(v, "a") != 2 || v.Groups["a"].Commits != 1 {
+		t.Fatalf("after the move from broker %d to %d: %+v", from, to, v.Groups["a"])
 	}
 }
