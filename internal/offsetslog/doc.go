@@ -44,9 +44,10 @@
 //     transactional batch count when their producer's commit marker is
 //     read, and are dropped at its abort marker.
 //   - Immutable views. Only Run's goroutine touches the state; it
-//     publishes a View (copy-on-write, an atomic pointer) at most every
-//     Options.PublishInterval and at once when a partition becomes or stops
-//     being live, sharing every unchanged group with the previous view.
+//     publishes a View (copy-on-write, an atomic pointer): a change waits at
+//     most Options.PublishInterval (and the fetch round it came in), a
+//     partition becoming or ceasing to be live is published at once, and
+//     every unchanged group is the previous view's own value.
 //   - Caught up means per partition: its latest fetch succeeded and its
 //     position reached the high watermark that fetch returned. A group's
 //     generation is offered only while its partition is.
@@ -68,6 +69,16 @@
 //   - No defaults: Options are taken as given; the configuration package
 //     owns the defaults.
 //
+// # Use
+//
+//	sc, _ := kafka.SaramaConfig(cfg)          // the exporter's client configuration
+//	r, err := offsetslog.New(offsetslog.Options{Brokers: cfg.Brokers, Sarama: sc, Topic: offsetslog.DefaultTopic, ...})
+//	registry.MustRegister(r.Metrics())       // beside the poller's self-metrics
+//	go r.Run(ctx)                            // never blocks anything else
+//	rebalance.NewTracker(rebalance.Options{Sources: []rebalance.GenerationSource{
+//		rebalance.KIP848Epoch{}, r.Source(), rebalance.KIP792Metadata{}}})
+//	g, ok := r.View().Group(name)            // Commits, LastCommit, Metadata.Members' timeouts
+//
 // # What the counts mean
 //
 // Group.Commits counts OffsetCommit records read since the start
@@ -82,4 +93,16 @@
 // generation at once). A generation that failed before its sync has no
 // record, so the log can go from N to N+2: two rebalances, which is what
 // the tracker counts from it.
+//
+// # Known limits
+//
+// sarama drops record batches that compaction emptied from a decoded
+// fetch answer without saying where they end, so a partition whose only
+// bytes within Options.FetchMaxBytes at its position are such batches
+// cannot move past them: it is reported as failing (reason other) and
+// backed off, not spun on, and its groups get no generation from here.
+// That needs more than FetchMaxBytes of consecutive emptied batches, one
+// per transactional producer at most. Message sets of magic 0 and 1 (logs
+// from before Kafka 0.11) are read, but tested only from constructed
+// answers: no test broker writes them.
 package offsetslog
