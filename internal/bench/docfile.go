@@ -78,7 +78,9 @@ func (d Doc) write(w io.Writer, notes string) {
 	fmt.Fprintf(w, "takes 1–2 minutes (small worlds, for trying the benchmark, printing the tables only); one world:\n\n")
 	fmt.Fprintf(w, "```sh\ngo run ./cmd/bench -world 2000x50x20x2\n```\n\n")
 	fmt.Fprintf(w, "A world is `GROUPSxTOPICSxPARTITIONS[xTOPICS_PER_GROUP]`. `go run ./cmd/bench -help` lists every flag\n")
-	fmt.Fprintf(w, "(windows, scrapers, extra exporter settings with `-env KRE_...=...`, `-perf` for a `perf record` of the exporter).\n\n")
+	fmt.Fprintf(w, "(windows, scrapers, extra exporter settings with `-env KRE_...=...`, `-perf` for a `perf record` of the exporter,\n")
+	fmt.Fprintf(w, "`-json` to save the raw results; `-from-json FILE -doc docs/performance.md` rewrites this file from saved results\n")
+	fmt.Fprintf(w, "without measuring).\n\n")
 	fmt.Fprintf(w, "This run:\n\n```sh\n%s\n```\n\n", d.Command)
 
 	fmt.Fprintf(w, "## Machine\n\n")

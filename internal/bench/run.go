@@ -119,6 +119,7 @@ type ServedCheck struct {
 	At              float64 `json:"at_seconds"`
 	Groups          int     `json:"groups"`
 	GroupPartitions int     `json:"group_partitions"`
+	GroupTopics     int     `json:"group_topics"` // with kafka_consumergroup_lag_sum
 }
 
 // IdleStats are measured with no scrape running.
@@ -346,7 +347,7 @@ func (r *Runner) waitServed(ctx context.Context, e *Exporter, spec WorldSpec, tr
 			return 0, 0, fmt.Errorf("exporter exited: %v (log: %s)", exitErr, e.Log)
 		}
 		at := time.Since(e.Started)
-		info, lag, all := 0, 0, 0
+		info, lag, lagSum, all := 0, 0, 0, 0
 		_ = ScanSamples(bytes.NewReader(body), func(s Sample) {
 			switch s.Name {
 			case "kafka_consumergroup_info":
@@ -358,12 +359,19 @@ func (r *Runner) waitServed(ctx context.Context, e *Exporter, spec WorldSpec, tr
 				if strings.HasPrefix(s.Label("consumergroup"), "bench-g") {
 					lag++
 				}
+			case "kafka_consumergroup_lag_sum":
+				if strings.HasPrefix(s.Label("consumergroup"), "bench-g") {
+					lagSum++
+				}
 			}
 		})
 		if trace != nil {
-			*trace = append(*trace, ServedCheck{At: at.Seconds(), Groups: info, GroupPartitions: lag})
+			*trace = append(*trace, ServedCheck{At: at.Seconds(), Groups: info, GroupPartitions: lag, GroupTopics: lagSum})
 		}
-		if info >= spec.Groups && lag >= spec.GroupPartitions() {
+		// Served: every group, with the lag of every partition it committed
+		// on; or, when the lag is not exported per partition
+		// (KRE_LAG_GRANULARITY), of every topic it committed on.
+		if info >= spec.Groups && (lag >= spec.GroupPartitions() || lag == 0 && lagSum >= spec.Groups*spec.TopicsPerGroup) {
 			return at, all, nil
 		}
 		select {
