@@ -77,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	warm := fs.Int("warm-polls", 0, "offsets polls before measuring (default 3; -quick 2)")
 	quietLimit := fs.Float64("quiet", 0.25, "before each world, wait until other processes use fewer cores than this (0: don't wait)")
 	quietWait := fs.Duration("quiet-wait", 2*time.Minute, "longest wait for a quiet machine per world")
-	retries := fs.Int("retries", 1, "measure a world again (this often) when other processes were busy during its measurement")
+	retries := fs.Int("retries", 1, "measure a world again (this often) when other processes were busy during its measurement (default 1; -quick 0)")
 	live := fs.Bool("live", true, "run the demo workload's live consumer groups in every world")
 	produceRate := fs.Int("produce-rate", 100, "records per second produced over each world's partitions")
 	liveRate := fs.Int("live-rate", 50, "records per second of the live workload")
@@ -122,10 +122,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		o.WarmPolls = *warm
 	}
 	if *quick {
-		set := false
-		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "quiet-wait" })
-		if !set {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["quiet-wait"] {
 			o.QuietWait = 15 * time.Second
+		}
+		if !set["retries"] {
+			o.Retries = 0
 		}
 	}
 	var err error

@@ -21,7 +21,9 @@
 //     kafka_rebalance_exporter_poll_duration_seconds over the idle window.
 //   - CPU: /proc/<pid>/stat utime+stime of the exporter process, over an
 //     idle window (no scrapes) that starts just after an offsets poll and
-//     lasts whole offsets intervals, so it holds whole poll cycles.
+//     lasts whole offsets intervals, so it holds whole poll cycles; a
+//     groups-only exporter (KRE_POLL_INTERVAL=24h) splits it between the
+//     loops.
 //   - Memory: VmHWM of /proc/<pid>/status, reset per phase through
 //     /proc/<pid>/clear_refs; the Go heap from go_memstats_heap_inuse_bytes.
 //   - Series and bytes: one text-format scrape parsed with expfmt.
@@ -30,7 +32,11 @@
 //     503 (KRE_WEB_MAX_SCRAPES) is counted apart and backed off for 100ms.
 //     The live self-metrics at the end of each body say which snapshot was
 //     served, so the first scrape of each snapshot (the one that waits for
-//     its rendering) is told from the others.
+//     its rendering) is told from the others. A paced scraper (one scrape
+//     per groups poll interval) measures what a Prometheus sees.
+//   - The machine: other processes' CPU (/proc/stat minus this process and
+//     the exporter) is waited out before each world, recorded per phase,
+//     and a world measured again when it was busy.
 //
 // Everything listens on loopback and every wait is bounded.
 package bench
