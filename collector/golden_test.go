@@ -14,6 +14,7 @@ import (
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/offsetslog"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
@@ -26,7 +27,22 @@ var update = flag.Bool("update", false, "rewrite testdata/golden.prom from the c
 func goldenStore(t *testing.T, t0 time.Time) *store.Store {
 	t.Helper()
 	cfg := kafkatest.Config(t, []string{"localhost:9092"}, nil)
-	st := store.New(store.Options{Log: zerolog.Nop(), Analyzers: store.NewAnalyzers(cfg, zerolog.Nop()), Now: func() time.Time { return t0 }})
+	// The coordinators' log has read orders-app's generation 5 (what its
+	// members' KIP-792 metadata says too) and commits of both classic
+	// groups.
+	view := &offsetslog.View{Topic: offsetslog.DefaultTopic, Time: t0,
+		Partitions: []offsetslog.PartitionStatus{{Partition: 0, Next: 30, HighWatermark: 30, ReadAt: t0}},
+		Groups: map[string]*offsetslog.Group{
+			"orders-app": {Name: "orders-app", Metadata: &offsetslog.GroupMetadata{ProtocolType: "consumer", Generation: 5, Protocol: "cooperative-sticky", Leader: "m-1",
+				Members: []offsetslog.Member{{MemberID: "m-1", ClientID: "orders-1", ClientHost: "/10.0.0.1", SessionTimeout: 45 * time.Second, RebalanceTimeout: 5 * time.Minute},
+					{MemberID: "m-2", ClientID: "orders-2", ClientHost: "/10.0.0.2", SessionTimeout: 10 * time.Second, RebalanceTimeout: time.Minute}}},
+				MetadataOffset: 28, MetadataTime: t0.Add(-time.Minute), Commits: 42, LastCommit: t0.Add(-1500 * time.Millisecond)},
+			"batch":     {Name: "batch", MetadataOffset: -1, Commits: 2, LastCommit: t0.Add(-time.Hour)},
+			"not-there": {Name: "not-there", MetadataOffset: -1, Commits: 7, LastCommit: t0}, // in the log, not described: not exported
+		}}
+	viewOf := func() *offsetslog.View { return view }
+	st := store.New(store.Options{Log: zerolog.Nop(), Analyzers: store.NewAnalyzers(cfg, zerolog.Nop(), offsetslog.NewSource(viewOf)),
+		OffsetsLog: viewOf, Now: func() time.Time { return t0 }})
 	st.GroupsPolled(nil, &kafka.StageError{Stage: kafka.StageConnect, Broker: -1, Err: os.ErrDeadlineExceeded})
 	groups := &cluster.GroupsObservation{Time: t0, Groups: map[string]*cluster.Group{
 		"orders-app": {Name: "orders-app", Type: cluster.GroupTypeClassic, ProtocolType: "consumer", State: "Stable", Assignor: "cooperative-sticky", Coordinator: 1,

@@ -123,6 +123,9 @@ func liveExporter(t testing.TB) (addr string, p *testkit.Process) {
 			"KRE_GROUP_POLL_INTERVAL=1s",
 			"KRE_POLL_INTERVAL=2s",
 			"KRE_LOG_LEVEL=info",
+			// kfake has no __consumer_offsets: the source is on and
+			// reports it unreadable, so its metrics exist for the rules.
+			"KRE_OFFSETS_LOG_ENABLED=true",
 		}
 		p, err := testkit.Start("exporter", repoRoot(t), env, bin, "-demo")
 		if err != nil {

@@ -15,16 +15,25 @@
 # generates a CA and a broker certificate, formats KRaft storage with SCRAM
 # users, and starts three combined broker+controller nodes (node ids 1..3).
 # Node i (0-based) listens on 127.0.0.1 at
-#   PLAINTEXT P+i, SASL_PLAINTEXT P+10+i, SSL P+20+i, CONTROLLER P+30+i
+#   PLAINTEXT P+i, SASL_PLAINTEXT P+10+i, SSL P+20+i, CONTROLLER P+30+i,
+#   OAUTH P+40+i (SASL_PLAINTEXT: OAUTHBEARER and SCRAM-SHA-512, sessions
+#   re-authenticated every 10 s)
 # (P defaults to 19092). It waits until all three brokers answer, writes
-# D/cluster.env (bootstrap addresses, CA file, users) and prints it.
+# D/cluster.env (bootstrap addresses, CA file, users, OAuth key) and prints it.
 #
 # Security: StandardAuthorizer, allow.everyone.if.no.acl.found=false, super
 # users User:admin and User:ANONYMOUS (the PLAINTEXT and SSL listeners, which
 # carry no client identity, and inter-broker traffic). SASL_PLAINTEXT accepts
 # SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN; users (password = NAME-secret):
-# admin, exporter, limited. Every authorizer decision is logged to
-# D/node-N/authorizer.log.
+# admin, exporter, limited. OAUTH accepts OAUTHBEARER JWTs signed (RS256)
+# with D/oauth/signing.key (key id kre-test, issuer kre-test-issuer,
+# audience kafka): Kafka's own OAuthBearerValidatorCallbackHandler checks
+# the signature against the JWKS file D/oauth/jwks.json, and the principal
+# is User:<sub>; tests play the token endpoint. OAUTH also takes
+# SCRAM-SHA-512, and makes clients re-authenticate every 10 s
+# (connections.max.reauth.ms, KIP-368), so that a changed credential takes
+# effect on open connections. Every authorizer decision
+# is logged to D/node-N/authorizer.log.
 #
 # --watch-pid stops the cluster when that process is gone (the tests pass
 # their own pid, so a killed test run leaves no broker behind). A second
@@ -147,6 +156,27 @@ gen_certs() {
 		-keystore "$tls/truststore.p12" -storepass truststore-secret >/dev/null 2>&1
 }
 
+# gen_oauth: the RSA key a test token endpoint signs JWTs with, and its
+# public half as the JWKS file the brokers read (a file: URL, which Kafka
+# supports besides http(s); Kafka >= 3.9.1 also wants it listed in the
+# system property org.apache.kafka.sasl.oauthbearer.allowed.urls).
+oauth_kid=kre-test
+oauth_issuer=kre-test-issuer
+oauth_audience=kafka
+gen_oauth() {
+	local o=$dir/oauth hex n
+	mkdir -p "$o"
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$o/signing.key" 2>/dev/null
+	hex=$(openssl rsa -in "$o/signing.key" -noout -modulus 2>/dev/null | sed 's/^Modulus=//')
+	if command -v xxd >/dev/null 2>&1; then
+		n=$(printf '%s' "$hex" | xxd -r -p | base64 | tr -d '\n=' | tr '+/' '-_')
+	else
+		n=$(printf '%s' "$hex" | perl -ne 'print pack("H*", $_)' | base64 | tr -d '\n=' | tr '+/' '-_')
+	fi
+	[ -n "$n" ] || die "could not compute the JWKS modulus"
+	printf '{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"%s","n":"%s","e":"AQAB"}]}\n' "$oauth_kid" "$n" >"$o/jwks.json"
+}
+
 plain_jaas() {
 	local u s="org.apache.kafka.common.security.plain.PlainLoginModule required username=\"admin\" password=\"admin-secret\""
 	for u in admin exporter limited; do
@@ -169,9 +199,9 @@ process.roles=broker,controller
 node.id=$id
 controller.quorum.voters=$voters
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$(port_of "$i" 0),SASL_PLAINTEXT://127.0.0.1:$(port_of "$i" 10),SSL://127.0.0.1:$(port_of "$i" 20),CONTROLLER://127.0.0.1:$(port_of "$i" 30)
-advertised.listeners=PLAINTEXT://127.0.0.1:$(port_of "$i" 0),SASL_PLAINTEXT://127.0.0.1:$(port_of "$i" 10),SSL://127.0.0.1:$(port_of "$i" 20)
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$(port_of "$i" 0),SASL_PLAINTEXT://127.0.0.1:$(port_of "$i" 10),SSL://127.0.0.1:$(port_of "$i" 20),CONTROLLER://127.0.0.1:$(port_of "$i" 30),OAUTH://127.0.0.1:$(port_of "$i" 40)
+advertised.listeners=PLAINTEXT://127.0.0.1:$(port_of "$i" 0),SASL_PLAINTEXT://127.0.0.1:$(port_of "$i" 10),SSL://127.0.0.1:$(port_of "$i" 20),OAUTH://127.0.0.1:$(port_of "$i" 40)
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,CONTROLLER:PLAINTEXT,OAUTH:SASL_PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$nd/data
 
@@ -179,6 +209,23 @@ sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=$(plain_jaas)
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+# OAUTH: OAUTHBEARER, JWTs validated (signature, exp, iss, aud) by Kafka's
+# validator against the JWKS file, and SCRAM-SHA-512; sessions re-authenticate
+# every 10 s.
+listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER,SCRAM-SHA-512
+listener.name.oauth.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.oauth.oauthbearer.connections.max.reauth.ms=10000
+listener.name.oauth.scram-sha-512.connections.max.reauth.ms=10000
+listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
+listener.name.oauth.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler
+# Kafka 4.1's default validator class (DefaultJwtValidator, KIP-1139) checks
+# no signature when the handler builds it: BrokerJwtValidator verifies
+# against the JWKS (3.x ignores the setting and always verifies). The
+# validator reads the sasl.oauthbearer.* settings unprefixed.
+sasl.oauthbearer.jwt.validator.class=org.apache.kafka.common.security.oauthbearer.BrokerJwtValidator
+sasl.oauthbearer.jwks.endpoint.url=file://$dir/oauth/jwks.json
+sasl.oauthbearer.expected.issuer=$oauth_issuer
+sasl.oauthbearer.expected.audience=$oauth_audience
 ssl.keystore.type=PKCS12
 ssl.keystore.location=$dir/tls/broker.p12
 ssl.keystore.password=keystore-secret
@@ -250,6 +297,7 @@ start_node() { # cp node-id
 	# shellcheck disable=SC2046,SC2086
 	setsid nohup java -Xms128m -Xmx"$heap" -XX:+UseSerialGC -XX:MaxMetaspaceSize=192m \
 		-XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true $(node_log_opt "$nd") \
+		-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls="file://$dir/oauth/jwks.json" \
 		-cp "$1" kafka.Kafka "$nd/server.properties" >"$nd/stdout.log" 2>&1 </dev/null 9>&- &
 	echo $! >"$nd/pid"
 }
@@ -278,6 +326,11 @@ KAFKA_CLASSPATH_FILE=$cache/classpath
 KAFKA_BOOTSTRAP_PLAINTEXT=$(bootstrap 0)
 KAFKA_BOOTSTRAP_SASL_PLAINTEXT=$(bootstrap 10)
 KAFKA_BOOTSTRAP_SSL=$(bootstrap 20)
+KAFKA_BOOTSTRAP_OAUTH=$(bootstrap 40)
+KAFKA_OAUTH_SIGNING_KEY=$dir/oauth/signing.key
+KAFKA_OAUTH_KEY_ID=$oauth_kid
+KAFKA_OAUTH_ISSUER=$oauth_issuer
+KAFKA_OAUTH_AUDIENCE=$oauth_audience
 KAFKA_CA_FILE=$dir/tls/ca.pem
 KAFKA_TRUSTSTORE=$dir/tls/truststore.p12
 KAFKA_TRUSTSTORE_PASSWORD=truststore-secret
@@ -290,7 +343,7 @@ EOF
 check_ports() {
 	local i off busy=()
 	for i in 0 1 2; do
-		for off in 0 10 20 30; do
+		for off in 0 10 20 30 40; do
 			port_busy "$(port_of "$i" "$off")" && busy+=("$(port_of "$i" "$off")")
 		done
 	done
@@ -316,8 +369,9 @@ do_start() {
 	local cp
 	cp=$(resolve_classpath)
 	local t0=$SECONDS
-	rm -rf "$dir"/node-* "$dir/tls" "$dir/cluster.env"
+	rm -rf "$dir"/node-* "$dir/tls" "$dir/oauth" "$dir/cluster.env"
 	gen_certs
+	gen_oauth
 	local cid i
 	# A Kafka cluster ID is 16 random bytes in URL-safe base64; one that
 	# starts with "-" would read as an option to StorageTool, so draw again.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
@@ -30,6 +31,8 @@ import (
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/config"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/demo"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/offsetslog"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/web"
 )
@@ -145,18 +148,33 @@ func startDemo(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*de
 
 func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerolog.Logger) error {
 	p := kafka.New(cfg, sc, log.With().Str("component", "poller").Logger())
-	st := store.New(store.Options{Log: log, Analyzers: store.NewAnalyzers(cfg, log)})
 	defer p.Close()
+	// The coordinators' own log, when on: a reader of its own, started
+	// below beside the poller; it never blocks or fails the rest.
+	var (
+		logReader *offsetslog.Reader
+		exact     []rebalance.GenerationSource
+		self      = []prometheus.Collector{p.Metrics(), kafka.Auth()}
+		stOpts    = store.Options{Log: log}
+	)
+	if cfg.OffsetsLog.Enabled {
+		var err error
+		if logReader, err = offsetslog.New(offsetsLogOptions(cfg, sc, log)); err != nil {
+			return fmt.Errorf("__consumer_offsets reader: %w", err)
+		}
+		exact, self, stOpts.OffsetsLog = []rebalance.GenerationSource{logReader.Source()}, append(self, logReader.Metrics()), logReader.View
+	}
+	stOpts.Analyzers = store.NewAnalyzers(cfg, log, exact...)
+	st := store.New(stOpts)
 
 	copts := collector.Options{MemberMetrics: cfg.MemberMetrics, DurationBuckets: cfg.RebalanceDurationBuckets,
 		Granularity: collector.Granularity(cfg.LagGranularity), MaxGroups: cfg.MaxGroups, SkipTopicSeries: !cfg.Filters.Shard.First(),
 		ConstLabels: cfg.Labels} // on the live registry's series too (LiveRegistry wraps its registerer)
-	live, err := collector.LiveRegistry(st, copts,
-		p.Metrics(),
+	live, err := collector.LiveRegistry(st, copts, append(self,
 		versioncollector.NewCollector("kafka_rebalance_exporter"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
+	)...)
 	if err != nil {
 		return err
 	}
@@ -190,6 +208,15 @@ func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerol
 		defer close(pollDone)
 		p.Run(ctx, st)
 	}()
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		if logReader != nil {
+			if err := logReader.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error().Err(err).Msg("__consumer_offsets reader stopped")
+			}
+		}
+	}()
 	srvErr := make(chan error, 1)
 	go func() {
 		// exporter-toolkit serves TLS, mutual TLS and basic auth as the web
@@ -204,11 +231,47 @@ func serve(ctx context.Context, cfg *config.Config, sc *sarama.Config, log zerol
 	case err := <-srvErr:
 		return fmt.Errorf("http server: %w", err)
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Responses in flight get 3 s to finish; a scraper that stopped
+	// reading would otherwise hold the process until the write timeout.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
-	<-pollDone
+	if err = srv.Shutdown(shutdownCtx); errors.Is(err, context.DeadlineExceeded) {
+		log.Warn().Msg("responses still being written after 3s; closing their connections")
+		err = srv.Close()
+	}
+	// The loops stop at their next step; a request in flight ends at its
+	// deadline, but sarama cannot cancel a client being created (a broker
+	// refusing authentication keeps it retrying), so the process does not
+	// wait for them longer than this.
+	stopped := time.NewTimer(5 * time.Second)
+	defer stopped.Stop()
+	for name, done := range map[string]chan struct{}{"poller": pollDone, "__consumer_offsets reader": logDone} {
+		select {
+		case <-done:
+		case <-stopped.C:
+			log.Warn().Str("component", name).Msg("still stopping after 5s; exiting without waiting")
+			return err
+		}
+	}
 	return err
+}
+
+// offsetsLogOptions builds the __consumer_offsets reader's options from
+// the configuration, which owns every value.
+func offsetsLogOptions(cfg *config.Config, sc *sarama.Config, log zerolog.Logger) offsetslog.Options {
+	c := cfg.OffsetsLog
+	start := offsetslog.Start{Mode: offsetslog.StartLatest}
+	switch c.Start {
+	case config.OffsetsLogEarliest:
+		start.Mode = offsetslog.StartEarliest
+	case config.OffsetsLogLookBack:
+		start = offsetslog.Start{Mode: offsetslog.StartLookBack, LookBack: c.LookBack}
+	}
+	return offsetslog.Options{Brokers: cfg.Brokers, Sarama: sc, Topic: c.Topic, Start: start,
+		FetchMaxWait: c.FetchMaxWait, FetchMaxBytes: c.FetchMaxBytes, PartitionMaxBytes: c.PartitionMaxBytes,
+		RetryBackoffMin: c.RetryBackoffMin, RetryBackoffMax: c.RetryBackoffMax, MetadataRefresh: c.MetadataRefresh,
+		PublishInterval: c.PublishInterval, ProgressInterval: c.ProgressInterval,
+		Logger: log.With().Str("component", "offsets-log").Logger()}
 }
 
 // displayAddr turns a wildcard listen address into one a person can click.

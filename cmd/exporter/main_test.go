@@ -12,7 +12,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/config"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/offsetslog"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
@@ -129,4 +131,10 @@ func TestUnreachableAtStartThenRecovers(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestOffsetsLogMetricsUnderSelfPrefix(t *testing.T) {
+	if !strings.HasPrefix(offsetslog.MetricPrefix, kafka.SelfPrefix) {
+		t.Errorf("the __consumer_offsets reader's prefix %q is not under the exporter's %q", offsetslog.MetricPrefix, kafka.SelfPrefix)
+	}
 }

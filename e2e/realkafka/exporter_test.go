@@ -28,6 +28,13 @@ type exporter struct {
 // PLAINTEXT listener, plus env (KEY=VALUE) overrides.
 func startExporter(t testing.TB, groupInclude string, env ...string) *exporter {
 	t.Helper()
+	return startExporterLog(t, groupInclude, nil, env...)
+}
+
+// startExporterLog is startExporter with onLog receiving every line the
+// exporter logs (it logs to standard error).
+func startExporterLog(t testing.TB, groupInclude string, onLog realkafka.LineFunc, env ...string) *exporter {
+	t.Helper()
 	addr := freeAddr(t)
 	base := []string{
 		"KRE_BROKERS=" + realkafka.Bootstrap(world.cluster.Plaintext),
@@ -38,7 +45,7 @@ func startExporter(t testing.TB, groupInclude string, env ...string) *exporter {
 		"KRE_GROUP_INCLUDE=" + groupInclude,
 		"KRE_REBALANCE_HISTORY=100",
 	}
-	p, err := realkafka.StartProc("exporter", append(base, env...), nil, nil, world.exporter)
+	p, err := realkafka.StartProc("exporter", append(base, env...), nil, onLog, world.exporter)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,19 +204,26 @@ type groupView struct {
 	Coordinator int32     `json:"coordinator"`
 	ObservedAt  time.Time `json:"observed_at"`
 	Members     []struct {
-		MemberID         string             `json:"member_id"`
-		ClientID         string             `json:"client_id"`
-		ClientHost       string             `json:"client_host"`
-		Assignment       map[string][]int32 `json:"assignment"`
-		Generation       *int32             `json:"kip792_generation"`
-		MemberEpoch      *int32             `json:"member_epoch"`
-		TargetAssignment map[string][]int32 `json:"target_assignment"`
+		MemberID           string             `json:"member_id"`
+		ClientID           string             `json:"client_id"`
+		ClientHost         string             `json:"client_host"`
+		Assignment         map[string][]int32 `json:"assignment"`
+		Generation         *int32             `json:"kip792_generation"`
+		MemberEpoch        *int32             `json:"member_epoch"`
+		TargetAssignment   map[string][]int32 `json:"target_assignment"`
+		SessionTimeoutMs   *int64             `json:"session_timeout_ms"`
+		RebalanceTimeoutMs *int64             `json:"rebalance_timeout_ms"`
 	} `json:"members"`
-	Generation       *int32          `json:"generation"`
-	GenerationSource string          `json:"generation_source"`
-	Rebalances       uint64          `json:"rebalances"`
-	Rebalancing      bool            `json:"rebalancing"`
-	History          json.RawMessage `json:"recent_rebalances"`
+	Generation       *int32 `json:"generation"`
+	GenerationSource string `json:"generation_source"`
+	Rebalances       uint64 `json:"rebalances"`
+	OffsetsLog       *struct {
+		Live       bool   `json:"live"`
+		Generation *int32 `json:"generation"`
+		Commits    uint64 `json:"commits"`
+	} `json:"offsets_log"`
+	Rebalancing bool            `json:"rebalancing"`
+	History     json.RawMessage `json:"recent_rebalances"`
 }
 
 // group reads the exporter's JSON view of group; ok is false on 404.

@@ -1,7 +1,6 @@
 package realkafka
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -44,7 +43,23 @@ func (r *results) add(s stepResult) {
 // exporter knows must match exactly; the others must stay within the
 // README's bound: changes made <= counted <= true.
 func TestRebalanceScenarios(t *testing.T) {
-	e := startExporter(t, "rb-"+world.run+"-.*")
+	rebalanceScenarios(t, "rb-", false)
+}
+
+// TestRebalanceScenariosOffsetsLog runs the same scenarios with the
+// __consumer_offsets source on (KRE_OFFSETS_LOG_ENABLED): every client kind
+// must then be exact, the classic ones by generation_source
+// consumer_offsets, sarama and kcat included, which send no generation.
+func TestRebalanceScenariosOffsetsLog(t *testing.T) {
+	rebalanceScenarios(t, "rbl-", true)
+}
+
+func rebalanceScenarios(t *testing.T, prefix string, offsetsLog bool) {
+	var env []string
+	if offsetsLog {
+		env = append(env, "KRE_OFFSETS_LOG_ENABLED=true")
+	}
+	e := startExporter(t, prefix+world.run+"-.*", env...)
 	res := &results{}
 	// All kinds at once: t.Run from goroutines is not bound by -parallel
 	// (GOMAXPROCS, 2 here), and the kinds spend their time waiting.
@@ -53,7 +68,7 @@ func TestRebalanceScenarios(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t.Run(kind, func(t *testing.T) { runScenario(t, e, kind, res) })
+			t.Run(kind, func(t *testing.T) { runScenario(t, e, prefix, kind, offsetsLog, res) })
 		}()
 	}
 	wg.Wait()
@@ -73,15 +88,16 @@ type scenario struct {
 	adm              *kadm.Client
 	kind, group, top string
 	res              *results
+	offsetsLog       bool  // the exporter reads __consumer_offsets
 	lastGen          int32 // broker generation at the last settled step
 	lastCount        uint64
 	members          []*realkafka.Member
 	n                int
 }
 
-func runScenario(t *testing.T, e *exporter, kind string, res *results) {
-	s := &scenario{t: t, e: e, adm: admin(t), kind: kind, res: res,
-		group: "rb-" + world.run + "-" + kind, top: "rb-" + world.run + "-" + kind}
+func runScenario(t *testing.T, e *exporter, prefix, kind string, offsetsLog bool, res *results) {
+	s := &scenario{t: t, e: e, adm: admin(t), kind: kind, res: res, offsetsLog: offsetsLog,
+		group: prefix + world.run + "-" + kind, top: prefix + world.run + "-" + kind}
 	createTopic(t, s.adm, s.top, 6)
 	startProducer(t, s.top, 25*time.Millisecond)
 	// One member first, then the second: a KIP-792 generation is known only
@@ -107,6 +123,15 @@ func runScenario(t *testing.T, e *exporter, kind string, res *results) {
 	s.freeze(a)
 	s.storm(3)
 }
+
+// offsetsLogSource is the generation_source of the __consumer_offsets
+// source (offsetslog.SourceName; the exporter is a black box here).
+const offsetsLogSource = "consumer_offsets"
+
+// exact tells whether the exporter must know the kind's generations
+// exactly: the kinds that send them, and every kind with the
+// __consumer_offsets source.
+func (s *scenario) exact() bool { return exactKind(s.kind) || s.offsetsLog }
 
 func (s *scenario) start() *realkafka.Member {
 	s.n++
@@ -165,8 +190,10 @@ func (s *scenario) settledAt(n int, exact bool) (int32, groupView) {
 			return fmt.Errorf("not in the exporter yet")
 		case !v.ObservedAt.After(since) || v.State != "Stable" || v.Rebalancing || len(v.Members) != n:
 			return fmt.Errorf("exporter: %s", v)
-		case exact && exactKind(s.kind) && v.generation() != gen:
+		case exact && s.exact() && v.generation() != gen:
 			return fmt.Errorf("exporter generation %d, broker %d: %s", v.generation(), gen, v)
+		case exact && s.offsetsLog && !is848(s.kind) && v.GenerationSource != offsetsLogSource:
+			return fmt.Errorf("generation source %q, want %s: %s", v.GenerationSource, offsetsLogSource, v)
 		}
 		return nil
 	})
@@ -177,26 +204,7 @@ func (s *scenario) settledAt(n int, exact bool) (int32, groupView) {
 // members: the latest GroupMetadata record (classic) or the group epoch
 // (KIP-848).
 func (s *scenario) brokerGeneration(n int) (int32, error) {
-	st, err := brokerState(s.adm, s.group)
-	if err != nil {
-		return 0, err
-	}
-	if st.State != "Stable" || st.Members != n || !st.Settled {
-		return 0, fmt.Errorf("broker: %s with %d members (settled %v), want Stable with %d", st.State, st.Members, st.Settled, n)
-	}
-	if is848(s.kind) {
-		return st.Epoch, nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	gen, ok, err := world.offsets.Generation(ctx, s.group)
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		return 0, fmt.Errorf("no GroupMetadata record for %s in __consumer_offsets", s.group)
-	}
-	return gen, nil
+	return brokerGeneration(s.adm, s.group, n, is848(s.kind))
 }
 
 func (s *scenario) baseline(n int) {
@@ -214,7 +222,7 @@ func (s *scenario) step(name string, n, min int) {
 	gen, v := s.settled(n)
 	truth, counted := int(gen-s.lastGen), int(v.Rebalances-s.lastCount)
 	s.res.add(stepResult{kind: s.kind, step: name, truth: truth, counted: counted, min: min})
-	if exactKind(s.kind) {
+	if s.exact() {
 		if counted != truth {
 			s.t.Errorf("%s: broker made %d rebalances (generation %d -> %d), exporter counted %d; history %s",
 				name, truth, s.lastGen, gen, counted, v.History)
@@ -235,9 +243,9 @@ func (s *scenario) checkGenerationMetric(gen int32) {
 	m := mustScrape(s.t, s.e)
 	v, ok := m.value("kafka_consumergroup_generation_id", map[string]string{"consumergroup": s.group})
 	switch {
-	case exactKind(s.kind) && (!ok || int32(v) != gen):
+	case s.exact() && (!ok || int32(v) != gen):
 		s.t.Errorf("kafka_consumergroup_generation_id = %v (present %v), broker generation %d", v, ok, gen)
-	case !exactKind(s.kind) && ok:
+	case !s.exact() && ok:
 		s.t.Errorf("kafka_consumergroup_generation_id = %v for a kind that sends no generation (README: absent)", v)
 	}
 }

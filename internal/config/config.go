@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -66,10 +67,18 @@ type Config struct {
 	TLSServerName         string `envconfig:"TLS_SERVER_NAME" desc:"Server name to verify in broker certificates (default: the broker host)."`
 	TLSInsecureSkipVerify bool   `envconfig:"TLS_INSECURE_SKIP_VERIFY" default:"false" desc:"Do not verify broker certificates (testing only)."`
 
-	SASLMechanism    string `envconfig:"SASL_MECHANISM" desc:"SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty disables SASL."`
-	SASLUsername     string `envconfig:"SASL_USERNAME" desc:"SASL user name."`
+	SASLMechanism    string `envconfig:"SASL_MECHANISM" desc:"SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER; empty disables SASL."`
+	SASLUsername     string `envconfig:"SASL_USERNAME" desc:"SASL user name (PLAIN, SCRAM)."`
 	SASLPassword     string `envconfig:"SASL_PASSWORD" secret:"true" desc:"SASL password (prefer SASL_PASSWORD_FILE)."`
-	SASLPasswordFile string `envconfig:"SASL_PASSWORD_FILE" desc:"File whose content (trailing newline removed) is the SASL password."`
+	SASLPasswordFile string `envconfig:"SASL_PASSWORD_FILE" desc:"File whose content (trailing newline removed) is the SASL password; re-read when it changes, for new connections (PLAIN: the poll loops' clients are replaced)."`
+
+	SASLOAuthTokenURL         string   `envconfig:"SASL_OAUTH_TOKEN_URL" desc:"OAUTHBEARER: the OAuth 2.0 token endpoint (http or https URL) the exporter asks for access tokens with the client-credentials grant."`
+	SASLOAuthClientID         string   `envconfig:"SASL_OAUTH_CLIENT_ID" desc:"OAUTHBEARER: OAuth 2.0 client ID."`
+	SASLOAuthClientSecret     string   `envconfig:"SASL_OAUTH_CLIENT_SECRET" secret:"true" desc:"OAUTHBEARER: OAuth 2.0 client secret (prefer SASL_OAUTH_CLIENT_SECRET_FILE)."`
+	SASLOAuthClientSecretFile string   `envconfig:"SASL_OAUTH_CLIENT_SECRET_FILE" desc:"OAUTHBEARER: file whose content (trailing newline removed) is the client secret; re-read when it changes."`
+	SASLOAuthScopes           []string `envconfig:"SASL_OAUTH_SCOPES" desc:"OAUTHBEARER: comma-separated scopes to request; empty requests none."`
+	SASLOAuthAudience         string   `envconfig:"SASL_OAUTH_AUDIENCE" desc:"OAUTHBEARER: audience parameter added to token requests (some providers, e.g. Auth0, need it); empty adds none."`
+	SASLOAuthExtensions       string   `envconfig:"SASL_OAUTH_EXTENSIONS" desc:"OAUTHBEARER: SASL extensions sent with the token, as key=value pairs separated by commas (Confluent Cloud: logicalCluster=lkc-...,identityPoolId=pool-...)."`
 
 	MemberMetrics    bool `envconfig:"MEMBER_METRICS" default:"false" desc:"Export assigned partitions per member (labels client_id, client_host, member_id). Off by default: member identities churn."`
 	RebalanceHistory int  `envconfig:"REBALANCE_HISTORY" default:"20" desc:"Rebalance events kept per group for /api/v1/groups."`
@@ -92,6 +101,14 @@ type Config struct {
 	StatusStopFactor float64       `envconfig:"STATUS_STOP_FACTOR" default:"5" desc:"STOP when no commit for this many usual commit intervals (if longer than STATUS_STOP_AFTER)."`
 	StatusErrLag     int64         `envconfig:"STATUS_ERR_LAG" default:"1000" desc:"Lag in records at which a stalled partition makes the group ERR instead of STALL."`
 
+	OffsetsLogEnabled           bool          `envconfig:"OFFSETS_LOG_ENABLED" default:"false" desc:"Read the group coordinators' own log, the internal topic __consumer_offsets (needs Describe and Read on it): exact generations and rebalances of classic groups whatever their client, commits_total, the last commit time, members' session and rebalance timeouts. Read-only: no group, nothing committed."`
+	OffsetsLogTopic             string        `envconfig:"OFFSETS_LOG_TOPIC" default:"__consumer_offsets" desc:"With OFFSETS_LOG_ENABLED: the topic to read (the broker's offsets.topic name)."`
+	OffsetsLogStart             string        `envconfig:"OFFSETS_LOG_START" default:"earliest" desc:"With OFFSETS_LOG_ENABLED: where reading starts on every partition: earliest (the whole compacted log: every group's latest generation at once, then commits), latest, or a look-back such as 1h (groups that did not rebalance within it get their generation from the log at their next rebalance). Other metrics serve while it catches up."`
+	OffsetsLogFetchMaxWait      time.Duration `envconfig:"OFFSETS_LOG_FETCH_MAX_WAIT" default:"500ms" desc:"With OFFSETS_LOG_ENABLED: how long a broker may hold a fetch when nothing is new; bounds how late a record is read. Shorter than REQUEST_TIMEOUT."`
+	OffsetsLogFetchMaxBytes     int32         `envconfig:"OFFSETS_LOG_FETCH_MAX_BYTES" default:"4194304" desc:"With OFFSETS_LOG_ENABLED: bytes one fetch response may carry, per broker; the reader holds at most brokers x this of fetched data."`
+	OffsetsLogPartitionMaxBytes int32         `envconfig:"OFFSETS_LOG_PARTITION_MAX_BYTES" default:"1048576" desc:"With OFFSETS_LOG_ENABLED: bytes per partition in one fetch (grown up to OFFSETS_LOG_FETCH_MAX_BYTES for a larger record batch)."`
+	OffsetsLogRetryMax          time.Duration `envconfig:"OFFSETS_LOG_RETRY_MAX" default:"30s" desc:"With OFFSETS_LOG_ENABLED: longest wait between attempts while the topic or a partition cannot be read (denied, absent, no leader); the backoff starts at 1s."`
+
 	DemoChurnInterval time.Duration `envconfig:"DEMO_CHURN_INTERVAL" default:"60s" desc:"With -demo and loadgen: how often the churning demo groups gain or lose a member."`
 	DemoStorm         bool          `envconfig:"DEMO_STORM" default:"false" desc:"With -demo and loadgen: make the churning demo groups rebalance every few seconds (a rebalance storm)."`
 	DemoProduceRate   int           `envconfig:"DEMO_PRODUCE_RATE" default:"200" desc:"With -demo and loadgen: records per second the demo producer writes over all demo topics."`
@@ -101,6 +118,11 @@ type Config struct {
 	Version sarama.KafkaVersion `ignored:"true"`
 	// Labels is CONST_LABELS parsed: label name -> value.
 	Labels map[string]string `ignored:"true"`
+	// OAuthExtensions is SASL_OAUTH_EXTENSIONS parsed: key -> value.
+	OAuthExtensions map[string]string `ignored:"true"`
+	// OffsetsLog is the __consumer_offsets reader's settings, from the
+	// OFFSETS_LOG_ variables; Enabled false leaves it off.
+	OffsetsLog OffsetsLog `ignored:"true"`
 }
 
 // Filters decides which groups and topics are exported.
@@ -201,6 +223,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	if c.Labels, err = parseConstLabels(c.ConstLabels); err != nil {
+		return err
+	}
+	if err := c.validateOffsetsLog(); err != nil {
 		return err
 	}
 	if err := validTelemetryPath(c.TelemetryPath); err != nil {
@@ -304,13 +329,24 @@ func (c *Config) validateTLS() error {
 }
 
 func (c *Config) validateSASL() error {
+	oauthSet := c.SASLOAuthTokenURL != "" || c.SASLOAuthClientID != "" || c.SASLOAuthClientSecret != "" ||
+		c.SASLOAuthClientSecretFile != "" || len(c.SASLOAuthScopes) > 0 || c.SASLOAuthAudience != "" || c.SASLOAuthExtensions != ""
 	switch strings.ToUpper(c.SASLMechanism) {
 	case "":
+		if oauthSet {
+			return &Error{"SASL_MECHANISM", "SASL_OAUTH_* settings are given: set SASL_MECHANISM=OAUTHBEARER"}
+		}
 		return nil
+	case sarama.SASLTypeOAuth:
+		c.SASLMechanism = sarama.SASLTypeOAuth
+		return c.validateOAuth()
 	case sarama.SASLTypePlaintext, sarama.SASLTypeSCRAMSHA256, sarama.SASLTypeSCRAMSHA512:
 		c.SASLMechanism = strings.ToUpper(c.SASLMechanism)
 	default:
-		return &Error{"SASL_MECHANISM", fmt.Sprintf("%q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASLMechanism)}
+		return &Error{"SASL_MECHANISM", fmt.Sprintf("%q is not PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", c.SASLMechanism)}
+	}
+	if oauthSet {
+		return &Error{"SASL_MECHANISM", fmt.Sprintf("SASL_OAUTH_* settings need SASL_MECHANISM=OAUTHBEARER, not %s", c.SASLMechanism)}
 	}
 	if c.SASLUsername == "" {
 		return &Error{"SASL_USERNAME", "required when SASL_MECHANISM is set"}
@@ -319,16 +355,112 @@ func (c *Config) validateSASL() error {
 		if c.SASLPassword != "" {
 			return &Error{"SASL_PASSWORD_FILE", "set either SASL_PASSWORD or SASL_PASSWORD_FILE, not both"}
 		}
-		b, err := os.ReadFile(c.SASLPasswordFile)
+		pw, err := ReadSecretFile(c.SASLPasswordFile)
 		if err != nil {
 			return &Error{"SASL_PASSWORD_FILE", err.Error()}
 		}
-		c.SASLPassword = strings.TrimRight(string(b), "\r\n")
+		c.SASLPassword = pw
 	}
 	if c.SASLPassword == "" {
 		return &Error{"SASL_PASSWORD", "required when SASL_MECHANISM is set (or use SASL_PASSWORD_FILE)"}
 	}
 	return nil
+}
+
+// validateOAuth checks the OAUTHBEARER settings: a token endpoint, a
+// client and its secret, extensions as RFC 7628 allows them.
+func (c *Config) validateOAuth() error {
+	if c.SASLUsername != "" || c.SASLPassword != "" || c.SASLPasswordFile != "" {
+		return &Error{"SASL_USERNAME", "SASL_USERNAME, SASL_PASSWORD and SASL_PASSWORD_FILE are not used with OAUTHBEARER; set SASL_OAUTH_CLIENT_ID and SASL_OAUTH_CLIENT_SECRET(_FILE)"}
+	}
+	if c.SASLOAuthTokenURL == "" {
+		return &Error{"SASL_OAUTH_TOKEN_URL", "required with SASL_MECHANISM=OAUTHBEARER"}
+	}
+	u, err := url.Parse(c.SASLOAuthTokenURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return &Error{"SASL_OAUTH_TOKEN_URL", fmt.Sprintf("%q is not an http or https URL", c.SASLOAuthTokenURL)}
+	}
+	if u.User != nil {
+		return &Error{"SASL_OAUTH_TOKEN_URL", "must not hold credentials; use SASL_OAUTH_CLIENT_ID and SASL_OAUTH_CLIENT_SECRET(_FILE)"}
+	}
+	if c.SASLOAuthClientID == "" {
+		return &Error{"SASL_OAUTH_CLIENT_ID", "required with SASL_MECHANISM=OAUTHBEARER"}
+	}
+	if c.SASLOAuthClientSecretFile != "" {
+		if c.SASLOAuthClientSecret != "" {
+			return &Error{"SASL_OAUTH_CLIENT_SECRET_FILE", "set either SASL_OAUTH_CLIENT_SECRET or SASL_OAUTH_CLIENT_SECRET_FILE, not both"}
+		}
+		s, err := ReadSecretFile(c.SASLOAuthClientSecretFile)
+		if err != nil {
+			return &Error{"SASL_OAUTH_CLIENT_SECRET_FILE", err.Error()}
+		}
+		c.SASLOAuthClientSecret = s
+	}
+	if c.SASLOAuthClientSecret == "" {
+		return &Error{"SASL_OAUTH_CLIENT_SECRET", "required with SASL_MECHANISM=OAUTHBEARER (or use SASL_OAUTH_CLIENT_SECRET_FILE)"}
+	}
+	scopes := c.SASLOAuthScopes[:0]
+	for _, s := range c.SASLOAuthScopes {
+		if s = strings.TrimSpace(s); s != "" {
+			if strings.ContainsAny(s, " \"") {
+				return &Error{"SASL_OAUTH_SCOPES", fmt.Sprintf("scope %q holds a space or a quote", s)}
+			}
+			scopes = append(scopes, s)
+		}
+	}
+	c.SASLOAuthScopes = scopes
+	c.OAuthExtensions, err = parseOAuthExtensions(c.SASLOAuthExtensions)
+	return err
+}
+
+// oauthExtensionKey and oauthExtensionValue are RFC 7628's key and value
+// grammars (section 3.1).
+var (
+	oauthExtensionKey   = regexp.MustCompile(`^[A-Za-z]+$`)
+	oauthExtensionValue = regexp.MustCompile(`^[\x21-\x7E \t\r\n]+$`)
+)
+
+func parseOAuthExtensions(spec string) (map[string]string, error) {
+	ext := map[string]string{}
+	for _, item := range strings.Split(spec, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(item, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		switch {
+		case !ok || v == "":
+			return nil, &Error{"SASL_OAUTH_EXTENSIONS", fmt.Sprintf("%q is not key=value with a value", item)}
+		case !oauthExtensionKey.MatchString(k):
+			return nil, &Error{"SASL_OAUTH_EXTENSIONS", fmt.Sprintf("key %q: extension keys are letters only", k)}
+		case k == "auth":
+			return nil, &Error{"SASL_OAUTH_EXTENSIONS", `key "auth" is reserved for the token`}
+		case !oauthExtensionValue.MatchString(v):
+			return nil, &Error{"SASL_OAUTH_EXTENSIONS", fmt.Sprintf("value of %q holds characters RFC 7628 does not allow", k)}
+		}
+		if _, dup := ext[k]; dup {
+			return nil, &Error{"SASL_OAUTH_EXTENSIONS", fmt.Sprintf("key %q given twice", k)}
+		}
+		ext[k] = v
+	}
+	if len(ext) == 0 {
+		return nil, nil
+	}
+	return ext, nil
+}
+
+// ReadSecretFile reads a password or secret file: its content with the
+// trailing line break removed. An empty secret is an error.
+func ReadSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
 }
 
 // ReservedPaths are served by the exporter itself; the metrics path must
@@ -378,7 +510,7 @@ var ReservedLabels = []string{
 	"address", "assignor", "client_host", "client_id", "consumergroup", "coordinator", "generation_source",
 	"group_type", "id", "member_id", "partition", "protocol_type", "state", "status", "topic",
 	// The exporter's own series.
-	"api", "broker", "loop", "resource", "stage",
+	"api", "broker", "file", "loop", "reason", "resource", "stage",
 	// build_info, go_info, summaries and histograms.
 	"branch", "goarch", "goos", "goversion", "revision", "tags", "version", "le", "quantile",
 	// Attached by Prometheus to every scraped series.

@@ -8,7 +8,7 @@
 //     responsible for valid metric and label names (they are constants in
 //     this project); label values and help texts are escaped here, and
 //     label values that are not valid UTF-8 have their invalid bytes
-//     replaced by U+FFFD.
+//     replaced by U+FFFD, and are counted (RepairedLabelValues).
 //   - Counters are named with their _total suffix; in OpenMetrics the
 //     family's HELP and TYPE lines drop it, as the format requires.
 //   - Floats are written as client_golang's encoders write them (shortest
@@ -22,6 +22,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -211,10 +212,23 @@ func appendEscaped(b []byte, s string, quote bool) []byte {
 	return b
 }
 
+// repaired counts label values written with invalid UTF-8 replaced, over
+// every Writer of the process.
+var repaired atomic.Uint64
+
+// RepairedLabelValues is how many label values, since the process started,
+// had bytes that are not UTF-8 replaced by U+FFFD as they were written. A
+// value is counted each time it is written: the web handler renders each
+// snapshot once per format asked for, so one bad group name counts once
+// per snapshot and format rendered, not once per scrape. Any increase
+// means some group, topic, client ID or host is not valid UTF-8.
+func RepairedLabelValues() uint64 { return repaired.Load() }
+
 // appendLabelValue escapes a label value (backslash, double quote,
 // newline) and replaces bytes that are not UTF-8.
 func appendLabelValue(b []byte, s string) []byte {
 	if !utf8.ValidString(s) {
+		repaired.Add(1)
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
 	for i := 0; i < len(s); i++ {

@@ -158,12 +158,26 @@ func TestOpenMetricsMatchesExpfmt(t *testing.T) {
 
 // Label values that are not UTF-8 are repaired, so one bad group name
 // cannot break the whole exposition.
+// Each repaired value is counted, valid ones (U+FFFD itself included) are
+// not.
 func TestInvalidUTF8LabelValuesAreReplaced(t *testing.T) {
+	before := RepairedLabelValues()
 	w := NewWriter(Text, 0)
 	w.Family("test_offset", "h", Gauge)
 	w.Int("test_offset", 1, "group", "bad\xff\xfename", "partition", "0")
+	w.Int("test_offset", 2, "group", "already\uFFFDvalid", "partition", "\xc3")
+	w.Int("test_offset", 3, "group", "fine", "partition", "1")
 	mfs := parse(t, w.Bytes())
 	if v := mfs["test_offset"].GetMetric()[0].GetLabel()[0].GetValue(); v != "bad\uFFFDname" {
 		t.Fatalf("label value %q", v)
+	}
+	if got := RepairedLabelValues() - before; got != 2 {
+		t.Fatalf("%d repaired label values counted, want 2 (one per invalid value)", got)
+	}
+	o := NewWriter(OpenMetrics, 0)
+	o.Family("test_offset", "h", Gauge)
+	o.Int("test_offset", 1, "group", "\x80", "partition", "0")
+	if got := RepairedLabelValues() - before; got != 3 {
+		t.Fatalf("%d repaired label values after an OpenMetrics rendering, want 3", got)
 	}
 }

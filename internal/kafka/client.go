@@ -58,6 +58,10 @@ func SaramaConfig(c *config.Config) (*sarama.Config, error) {
 			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: sha512.New} }
 		}
 	}
+	// Credential files re-read when they change; OAUTHBEARER's tokens.
+	if err := plugCredentials(c, sc); err != nil {
+		return nil, err
+	}
 	if err := sc.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka client configuration: %w", err)
 	}

@@ -1,9 +1,11 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -18,6 +20,22 @@ import (
 // coordinators that own thousands of groups.
 const describeBatch = 200
 
+// maxMemberMetadata bounds what is decoded of one classic member: its
+// subscription metadata (KIP-792 generation) and its assignment are each
+// skipped above this size, and counted in member_metadata_skipped_total;
+// the member itself is still exported, without generation or assignment.
+// A real consumer's subscription and assignment are a few kilobytes even
+// with thousands of partitions; 1 MiB is far above that and bounds the
+// decoding work and the memory a hostile member can make the exporter
+// keep. A whole DescribeGroups response above sarama.MaxResponseSize
+// (100 MiB) cannot be read at all: see describeClassic.
+const maxMemberMetadata = 1 << 20
+
+// tooLargeRetry is how often a group whose description was too large to
+// read is asked again (alone); in between it is not asked at all, so the
+// broker is not made to send a response above 100 MiB at every poll.
+const tooLargeRetry = time.Minute
+
 // PollGroups lists every consumer group on every broker (each broker lists
 // the groups it coordinates, so the coordinator needs no FindCoordinator)
 // and describes them in batches, one request per coordinator and batch.
@@ -30,6 +48,14 @@ const describeBatch = 200
 // observed for KRE_STALE_AFTER are dropped rather than served forever. The
 // error says what failed; only when no broker is reachable is the
 // observation nil.
+//
+// A group that was observed before and that its coordinator, answering,
+// no longer lists (moved or deleted), that answers NOT_COORDINATOR or
+// COORDINATOR_NOT_AVAILABLE, or whose coordinator is no longer among the
+// known brokers, may have moved to a broker the cached metadata does not
+// know: the poll then refreshes the metadata (one Metadata request for a
+// single topic, which names every broker) and asks the brokers new to it
+// in the same poll.
 func (p *Poller) PollGroups(ctx context.Context) (*cluster.GroupsObservation, error) {
 	c, err := p.client(loopGroups)
 	if err != nil {
@@ -41,13 +67,37 @@ func (p *Poller) PollGroups(ctx context.Context) (*cluster.GroupsObservation, er
 	}
 	start := time.Now()
 	answers := p.groupRounds.round(ctx, brokers, p.groupsOn)
-	p.reportReachable(brokers, connErr)
-
 	prev := p.lastGroups.Load()
+	errs := []error{}
+	// Brokers known to the metadata: those connected and those that
+	// failed to connect (their groups are carried forward below).
+	known := failedBrokers(connErr)
+	for _, b := range brokers {
+		known[b.ID()] = true
+	}
+	if ctx.Err() == nil && maybeMoved(prev, known, brokers, answers, start) {
+		extra, err := p.newBrokers(c, known)
+		errs = append(errs, err)
+		if len(extra) > 0 {
+			p.log.Info().Int("brokers", len(extra)).Msg("groups moved to brokers the cached metadata did not know; asking them in this poll")
+			maps.Copy(answers, p.groupRounds.more(ctx, extra, p.groupsOn))
+			brokers = append(brokers, extra...)
+			slices.SortFunc(brokers, func(a, b *sarama.Broker) int { return cmp.Compare(a.ID(), b.ID()) })
+		}
+	}
+	// A broker is up when it answered within this poll: one that keeps
+	// its connections open and answers nothing (hung) is down too.
+	answered := make(map[int32]bool, len(brokers))
+	for _, b := range brokers {
+		a := answers[b.ID()]
+		answered[b.ID()] = a.fresh(start) && a.err == nil
+	}
+	p.reportReachable(answered, connErr)
+
 	groups := map[string]*cluster.Group{}
 	carry := failedBrokers(connErr)
 	var carryGroups []string
-	errs := []error{connErr}
+	errs = append(errs, connErr)
 	for _, b := range brokers {
 		a := answers[b.ID()]
 		fresh := a.fresh(start)
@@ -87,6 +137,80 @@ func (p *Poller) PollGroups(ctx context.Context) (*cluster.GroupsObservation, er
 	return obs, errors.Join(errs...)
 }
 
+// maybeMoved reports whether some group may have moved to a broker not in
+// brokers (see PollGroups).
+func maybeMoved(prev *cluster.GroupsObservation, known map[int32]bool, brokers []*sarama.Broker, answers map[int32]answer[brokerGroups], start time.Time) bool {
+	listed := map[int32]map[string]bool{}
+	for _, b := range brokers {
+		a := answers[b.ID()]
+		if !a.fresh(start) || a.err != nil {
+			continue
+		}
+		names := make(map[string]bool, len(a.val.groups)+len(a.val.failed))
+		for _, g := range a.val.groups {
+			names[g.Name] = true
+		}
+		for _, n := range a.val.failed {
+			names[n] = true
+		}
+		for _, err := range a.val.errs {
+			if errors.Is(err, sarama.ErrNotCoordinatorForConsumer) || errors.Is(err, sarama.ErrConsumerCoordinatorNotAvailable) {
+				return true
+			}
+		}
+		listed[b.ID()] = names
+	}
+	if prev == nil {
+		return false
+	}
+	for name, g := range prev.Groups {
+		if !known[g.Coordinator] {
+			return true
+		}
+		if names, ok := listed[g.Coordinator]; ok && !names[name] {
+			return true
+		}
+	}
+	return false
+}
+
+// newBrokers refreshes the groups client's metadata and returns the
+// brokers it names that are not known, connected. The refresh asks for a
+// single topic the client knows (every Metadata answer names all brokers),
+// so it costs little even on clusters with many partitions. It waits for
+// the refresh a third of the groups poll interval at most (see
+// metadataRefresh: a hung broker cannot hold the poll for the request
+// timeout); a late refresh finds the new brokers for the next poll.
+func (p *Poller) newBrokers(c sarama.Client, known map[int32]bool) ([]*sarama.Broker, error) {
+	var topics []string
+	if ts, err := c.Topics(); err == nil && len(ts) > 0 {
+		topics = ts[:1]
+	}
+	var errs []error
+	started, err := p.meta.refresh(c, p.cfg.GroupPollInterval/3, topics...)
+	if started {
+		p.count(apiMetadata)
+	}
+	if errors.Is(err, sarama.ErrUnknownTopicOrPartition) || errors.Is(err, sarama.ErrLeaderNotAvailable) {
+		// The one topic asked for was deleted, or has a partition without
+		// a leader, since the cache was filled: the answer still names
+		// every broker, which is all this refresh is for.
+		err = nil
+	}
+	if err != nil {
+		errs = append(errs, &StageError{Stage: StageMetadata, Broker: -1, Err: err})
+	}
+	all, connErr := p.brokers(c, func(id int32) bool { return known[id] || p.groupRounds.busy(id) })
+	var out []*sarama.Broker
+	for _, b := range all {
+		if !known[b.ID()] {
+			out = append(out, b)
+		}
+	}
+	errs = append(errs, connErr)
+	return out, errors.Join(errs...)
+}
+
 // failedBrokers returns the brokers named in a poll error.
 func failedBrokers(err error) map[int32]bool {
 	out := map[int32]bool{}
@@ -105,12 +229,21 @@ type brokerGroups struct {
 	groups []*cluster.Group
 	failed []string
 	errs   []error
+	// tooLarge are the groups whose description is above the response
+	// size limit, with when they were last asked.
+	tooLarge map[string]time.Time
 }
 
 func (bg *brokerGroups) add(a brokerGroups) {
 	bg.groups = append(bg.groups, a.groups...)
 	bg.failed = append(bg.failed, a.failed...)
 	bg.errs = append(bg.errs, a.errs...)
+	for n, at := range a.tooLarge {
+		if bg.tooLarge == nil {
+			bg.tooLarge = map[string]time.Time{}
+		}
+		bg.tooLarge[n] = at
+	}
 }
 
 // groupsOn lists and describes the groups one broker coordinates. Its
@@ -150,8 +283,37 @@ func (p *Poller) groupsOn(b *sarama.Broker) (brokerGroups, error) {
 	slices.Sort(classic)
 	slices.Sort(consumer)
 
+	// Groups known to be too large to describe are left out of the
+	// batches (which would otherwise fail and be split at every poll) and
+	// asked alone, once per tooLargeRetry.
+	var known map[string]time.Time
+	if last, ok := p.groupRounds.last(b.ID()); ok {
+		known = last.tooLarge
+	}
+	var alone []string
+	classic = slices.DeleteFunc(classic, func(n string) bool {
+		if _, ok := known[n]; ok {
+			alone = append(alone, n)
+			return true
+		}
+		return false
+	})
 	for start := 0; start < len(classic); start += describeBatch {
 		gs, err := p.describeClassic(b, classic[start:min(start+describeBatch, len(classic))])
+		if err != nil {
+			return out, err
+		}
+		out.add(gs)
+	}
+	for _, n := range alone {
+		if at := known[n]; time.Since(at) < tooLargeRetry {
+			out.add(brokerGroups{failed: []string{n}, tooLarge: map[string]time.Time{n: at},
+				errs: []error{&StageError{Stage: StageDescribeGroups, Broker: b.ID(),
+					Err: fmt.Errorf("group %q: description above the response size limit (%d MiB) at %s; asked again every %s",
+						n, sarama.MaxResponseSize>>20, at.Format(time.TimeOnly), tooLargeRetry)}}})
+			continue
+		}
+		gs, err := p.describeClassic(b, []string{n})
 		if err != nil {
 			return out, err
 		}
@@ -180,7 +342,8 @@ func (p *Poller) groupsOn(b *sarama.Broker) (brokerGroups, error) {
 // describeClassic describes a batch of classic groups. A response too
 // large to read (members with huge metadata) is asked again in halves, down
 // to single groups; a group that still cannot be read, or that answers an
-// error, is failed alone.
+// error, is failed alone. A group too large alone is remembered (see
+// groupsOn) and counted in member_metadata_skipped_total.
 func (p *Poller) describeClassic(b *sarama.Broker, names []string) (brokerGroups, error) {
 	var out brokerGroups
 	p.count(apiDescribeGroups)
@@ -193,6 +356,8 @@ func (p *Poller) describeClassic(b *sarama.Broker, names []string) (brokerGroups
 			return out, &StageError{Stage: StageConnect, Broker: b.ID(), Err: err}
 		}
 		if len(names) == 1 {
+			p.metrics.skip(skipResponse)
+			out.tooLarge = map[string]time.Time{names[0]: time.Now()}
 			out.failed = names
 			out.errs = []error{&StageError{Stage: StageDescribeGroups, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", names[0], err)}}
 			return out, nil
@@ -257,7 +422,10 @@ func (p *Poller) classicMember(b *sarama.Broker, d *sarama.GroupDescription, m *
 	if d.ProtocolType != "consumer" {
 		return mem
 	}
-	if len(m.MemberMetadata) > 0 {
+	if len(m.MemberMetadata) > maxMemberMetadata {
+		p.metrics.skip(skipMetadata)
+		p.log.Debug().Str("consumergroup", d.GroupId).Str("member", m.MemberId).Int("bytes", len(m.MemberMetadata)).Msg("member metadata above the size bound: not decoded")
+	} else if len(m.MemberMetadata) > 0 {
 		md, err := safeDecode(m.GetMemberMetadata)
 		if err != nil {
 			p.metrics.stageError(StageDecodeMember)
@@ -266,7 +434,10 @@ func (p *Poller) classicMember(b *sarama.Broker, d *sarama.GroupDescription, m *
 			mem.Generation = md.GenerationID
 		}
 	}
-	if len(m.MemberAssignment) > 0 {
+	if len(m.MemberAssignment) > maxMemberMetadata {
+		p.metrics.skip(skipAssignment)
+		p.log.Debug().Str("consumergroup", d.GroupId).Str("member", m.MemberId).Int("bytes", len(m.MemberAssignment)).Msg("member assignment above the size bound: not decoded")
+	} else if len(m.MemberAssignment) > 0 {
 		as, err := safeDecode(m.GetMemberAssignment)
 		if err != nil {
 			p.metrics.stageError(StageDecodeMember)

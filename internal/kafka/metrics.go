@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/exposition"
 )
 
 // SelfPrefix is the namespace of the exporter's own metrics.
@@ -41,6 +42,8 @@ type Metrics struct {
 	requests     *prometheus.CounterVec
 	brokerUp     *prometheus.GaugeVec
 	deniedTotal  *prometheus.CounterVec
+	skipped      *prometheus.CounterVec
+	badUTF8      prometheus.CounterFunc
 
 	mu      sync.Mutex
 	brokers map[int32]bool // brokers with a brokerUp series
@@ -64,12 +67,27 @@ func NewMetrics() *Metrics {
 			Name: SelfPrefix + "kafka_requests_total", Help: "Kafka requests sent by the exporter, by API.",
 		}, []string{"api"}),
 		brokerUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: SelfPrefix + "broker_up", Help: "1 when the broker was reachable at the latest groups poll, else 0.",
+			Name: SelfPrefix + "broker_up", Help: "1 when the broker answered the latest groups poll in time, else 0 (unreachable, failing, or connected but not answering).",
 		}, []string{"broker"}),
 		deniedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: SelfPrefix + "denied_total", Help: "Requests or parts of them the brokers denied for lack of permission, by resource type (cluster, group, topic).",
 		}, []string{"resource"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: SelfPrefix + "member_metadata_skipped_total",
+			Help: "Member metadata or assignments not decoded because they exceed the size bound (1 MiB per member), and groups not described because their DescribeGroups response exceeds the client's response size limit, by reason.",
+		}, []string{"reason"}),
+		// Not the poller's, but the exporter's own count of what it had
+		// to repair in what Kafka told it; it lives with the poller's
+		// instruments so that it is served, constant labels and all,
+		// wherever they are.
+		badUTF8: prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: SelfPrefix + "invalid_utf8_labels_total",
+			Help: "Label values rendered with bytes that are not UTF-8 replaced by U+FFFD; counted at each rendering, i.e. once per snapshot and format scraped.",
+		}, func() float64 { return float64(exposition.RepairedLabelValues()) }),
 		brokers: map[int32]bool{},
+	}
+	for _, r := range skipReasons {
+		m.skipped.WithLabelValues(r)
 	}
 	for _, r := range []string{"cluster", "group", "topic"} {
 		m.deniedTotal.WithLabelValues(r)
@@ -95,6 +113,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.requests.Describe(ch)
 	m.brokerUp.Describe(ch)
 	m.deniedTotal.Describe(ch)
+	m.skipped.Describe(ch)
+	m.badUTF8.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -105,6 +125,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.requests.Collect(ch)
 	m.brokerUp.Collect(ch)
 	m.deniedTotal.Collect(ch)
+	m.skipped.Collect(ch)
+	m.badUTF8.Collect(ch)
 }
 
 // ObservePoll records one poll of loop: its duration and each failed step
@@ -122,6 +144,17 @@ func (m *Metrics) stageError(stage string) { m.pollErrors.WithLabelValues(stage)
 func (m *Metrics) request(api string) { m.requests.WithLabelValues(api).Inc() }
 
 func (m *Metrics) denied(resource string) { m.deniedTotal.WithLabelValues(resource).Inc() }
+
+// Reasons of member_metadata_skipped_total.
+const (
+	skipMetadata   = "metadata_too_large"   // one member's subscription metadata above maxMemberMetadata
+	skipAssignment = "assignment_too_large" // one member's assignment above maxMemberMetadata
+	skipResponse   = "response_too_large"   // one group's DescribeGroups response above sarama.MaxResponseSize
+)
+
+var skipReasons = []string{skipMetadata, skipAssignment, skipResponse}
+
+func (m *Metrics) skip(reason string) { m.skipped.WithLabelValues(reason).Inc() }
 
 // brokersReachable sets broker_up for the brokers in up and removes the
 // series of brokers no longer in the cluster.

@@ -33,8 +33,24 @@ func (p *Poller) PollOffsets(ctx context.Context) (*cluster.OffsetsObservation, 
 		return nil, err
 	}
 	groups := p.lastGroups.Load()
-	p.count(apiMetadata)
-	if err := c.RefreshMetadata(); err != nil {
+	// A refresh gets a third of the poll interval at most (as each stage
+	// below); when it is late, the poll goes on with the metadata of the
+	// previous one, if there was one.
+	var lateErr error
+	started, err := p.meta.refresh(c, p.cfg.PollInterval/3)
+	if started {
+		p.count(apiMetadata)
+	}
+	if late := (errMetadataLate{}); errors.As(err, &late) && p.lastOffsets.Load() != nil {
+		lateErr, err = &StageError{Stage: StageMetadata, Broker: -1, Err: err}, nil
+	}
+	if err != nil && metadataArrived(err) {
+		// A broker answered, with errors for some topics or partitions
+		// (a leaderless partition is one): sarama kept what it could, and
+		// topics below says per partition what is missing.
+		lateErr, err = &StageError{Stage: StageMetadata, Broker: -1, Err: err}, nil
+	}
+	if err != nil {
 		return nil, &StageError{Stage: StageMetadata, Broker: -1, Err: err}
 	}
 	brokers, connErr := p.brokers(c, func(id int32) bool { return p.commitRounds.busy(id) || p.logRounds.busy(id) })
@@ -42,7 +58,7 @@ func (p *Poller) PollOffsets(ctx context.Context) (*cluster.OffsetsObservation, 
 	if topics == nil {
 		return nil, errors.Join(connErr, metaErr)
 	}
-	connErr = errors.Join(connErr, metaErr)
+	connErr = errors.Join(lateErr, connErr, metaErr)
 	// Each stage's rounds get a third of the poll interval, so a broker
 	// hung in one stage leaves time for the others.
 	stage := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, p.cfg.PollInterval/3) }
@@ -57,6 +73,17 @@ func (p *Poller) PollOffsets(ctx context.Context) (*cluster.OffsetsObservation, 
 	obs.RecordTimes, timesErr = p.recordTimes(ctx, c, p.lastOffsets.Load(), obs)
 	p.lastOffsets.Store(obs)
 	return obs, errors.Join(connErr, commitErr, logErr, timesErr)
+}
+
+// metadataArrived reports whether a failed metadata refresh still got an
+// answer: sarama stores the partitions of topics answered with
+// LEADER_NOT_AVAILABLE (and of the topics that were fine) and fails the
+// refresh; it fails it without an answer when no broker answered, when the
+// client is closed, and on authentication errors.
+func metadataArrived(err error) bool {
+	return !errors.Is(err, sarama.ErrOutOfBrokers) && !errors.Is(err, sarama.ErrClosedClient) &&
+		!errors.Is(err, sarama.ErrSASLAuthenticationFailed) && !errors.As(err, new(errMetadataLate)) &&
+		errors.Is(err, sarama.ErrLeaderNotAvailable)
 }
 
 // topics returns the exported topics with their partitions, and the

@@ -15,8 +15,27 @@
 //     in which some brokers fail is partial, and what they could not say
 //     is carried forward from the poller's previous observation (the only
 //     copy kept).
-//   - Its own metrics (requests, poll durations, errors by stage) are
-//     client_golang instruments in Metrics.
+//   - A hung broker (connected, answering nothing) delays only what it
+//     coordinates or leads: requests go out in per-broker rounds
+//     (rounds.go), connection checks are waited on for a bounded time
+//     (Poller.brokers), and metadata refreshes run off the poll's path
+//     (metadata.go); broker_up is 0 for a broker that did not answer in
+//     time. A failed refresh that still brought metadata (a leaderless
+//     partition) costs only that partition.
+//   - Nothing a broker or member sends is trusted: member metadata or
+//     assignments above maxMemberMetadata (1 MiB) are not decoded and
+//     are counted (member_metadata_skipped_total); a group whose
+//     description exceeds sarama's response limit is asked alone, not
+//     with the others.
+//   - A group that moved to a broker the cached metadata does not know
+//     makes the groups poll refresh the metadata and ask that broker in
+//     the same poll.
+//   - Credentials are read again when their files change (reload.go);
+//     OAUTHBEARER tokens come from the token endpoint (oauth.go).
+//   - Its own metrics (requests, poll durations, errors by stage, broker
+//     reachability, denials, skipped member metadata, repaired label
+//     values) are client_golang instruments in Metrics; credential and
+//     token instruments are Auth's.
 package kafka
 
 import (
@@ -24,9 +43,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/rs/zerolog"
@@ -128,6 +149,17 @@ type Poller struct {
 	// times caches record timestamps for lag in seconds (made on first
 	// use).
 	times *timestampCache
+
+	// meta runs the loops' metadata refreshes off the polls' path.
+	meta metadataRefresh
+
+	// plainPassword is the SASL PLAIN password file, read again before
+	// each poll (nil without PLAIN and a file). sarama takes PLAIN's
+	// password from its static configuration, so a loop whose client was
+	// made with another password gets a new client (clientPassword: the
+	// password of each loop's client).
+	plainPassword  *watched[string]
+	clientPassword map[string]string
 }
 
 // New returns a poller; it connects lazily, so a cluster that is down at
@@ -138,6 +170,13 @@ func New(cfg *config.Config, sc *sarama.Config, log zerolog.Logger) *Poller {
 		commitRounds: newRounds[brokerCommits](), logRounds: newRounds[brokerLogOffsets]()}
 	if cfg.LagExact {
 		p.times = newTimestampCache(cfg.LagExactCacheSize)
+	}
+	if cfg.SASLMechanism == sarama.SASLTypePlaintext && cfg.SASLPasswordFile != "" {
+		// Read at start by the configuration already: an error here
+		// leaves the password sarama has.
+		if w, err := newSecretFile(fileSASLPassword, cfg.SASLPasswordFile, authLogger(cfg)); err == nil {
+			p.plainPassword, p.clientPassword = w, map[string]string{}
+		}
 	}
 	return p
 }
@@ -170,11 +209,24 @@ func (p *Poller) Close() error {
 func (p *Poller) client(loop string) (sarama.Client, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	sc := p.sarama
+	if p.plainPassword != nil {
+		pw := p.plainPassword.Get()
+		if c := p.clients[loop]; c != nil && !c.Closed() && p.clientPassword[loop] != pw {
+			// New connections are to use the new password; open ones
+			// stay as they were authenticated, so the old client goes.
+			_ = c.Close()
+		}
+		copied := *p.sarama
+		copied.Net.SASL.Password = pw
+		sc = &copied
+		defer func() { p.clientPassword[loop] = pw }()
+	}
 	if c := p.clients[loop]; c != nil && !c.Closed() {
 		return c, nil
 	}
 	p.count(apiMetadata) // creating a client sends a Metadata request
-	c, err := sarama.NewClient(p.cfg.Brokers, p.sarama)
+	c, err := sarama.NewClient(p.cfg.Brokers, sc)
 	if err != nil {
 		return nil, &StageError{Stage: StageConnect, Broker: -1, Err: err}
 	}
@@ -183,12 +235,10 @@ func (p *Poller) client(loop string) (sarama.Client, error) {
 }
 
 // reportReachable sets the per-broker reachability gauge from the groups
-// loop's view: 1 for each broker connected, 0 for each that failed.
-func (p *Poller) reportReachable(brokers []*sarama.Broker, connErr error) {
-	up := map[int32]bool{}
-	for _, b := range brokers {
-		up[b.ID()] = true
-	}
+// loop's view: answered says, for each broker connected, whether it
+// answered within the poll; each that failed to connect is 0.
+func (p *Poller) reportReachable(answered map[int32]bool, connErr error) {
+	up := maps.Clone(answered)
 	for id := range failedBrokers(connErr) {
 		up[id] = false
 	}
@@ -211,32 +261,70 @@ func (p *Poller) denied(err error) {
 // Brokers that cannot be reached are reported as stage errors. A broker
 // still busy with a request of an earlier round counts as connected
 // without being touched: sarama holds a broker's lock for a whole request,
-// so asking it would wait for that request.
+// so asking it would wait for that request. The others are checked at
+// once, and for at most connectWait: sarama holds the lock through a
+// connection's handshake too (ApiVersions, SASL), which a broker that
+// accepts connections and answers nothing (hung) never finishes. Such a
+// broker is returned as if connected: its round, not the whole poll, then
+// waits for it and runs out of time.
 func (p *Poller) brokers(c sarama.Client, busy func(id int32) bool) ([]*sarama.Broker, error) {
+	type checked struct {
+		b   *sarama.Broker
+		err error
+	}
 	var out []*sarama.Broker
 	var errs []error
+	results := make(chan checked, len(c.Brokers()))
+	pending := map[int32]*sarama.Broker{}
 	for _, b := range c.Brokers() {
 		if busy(b.ID()) {
 			out = append(out, b)
 			continue
 		}
-		err := b.Open(c.Config())
-		if err != nil && !errors.Is(err, sarama.ErrAlreadyConnected) {
-			errs = append(errs, &StageError{Stage: StageConnect, Broker: b.ID(), Err: err})
-			continue
-		}
-		if ok, err := b.Connected(); !ok {
-			if err == nil {
-				err = errors.New("not connected")
+		pending[b.ID()] = b
+		go func() {
+			err := b.Open(c.Config())
+			if err == nil || errors.Is(err, sarama.ErrAlreadyConnected) {
+				err = nil
+				if ok, cerr := b.Connected(); !ok {
+					err = cerr
+					if err == nil {
+						err = errors.New("not connected")
+					}
+					_ = b.Close()
+				}
 			}
-			errs = append(errs, &StageError{Stage: StageConnect, Broker: b.ID(), Err: err})
-			_ = b.Close()
-			continue
+			results <- checked{b, err}
+		}()
+	}
+	wait := time.NewTimer(p.connectWait())
+	defer wait.Stop()
+	for len(pending) > 0 {
+		select {
+		case r := <-results:
+			delete(pending, r.b.ID())
+			if r.err != nil {
+				errs = append(errs, &StageError{Stage: StageConnect, Broker: r.b.ID(), Err: r.err})
+				continue
+			}
+			out = append(out, r.b)
+		case <-wait.C:
+			for _, b := range pending {
+				out = append(out, b)
+			}
+			clear(pending)
 		}
-		out = append(out, b)
 	}
 	slices.SortFunc(out, func(a, b *sarama.Broker) int { return cmp.Compare(a.ID(), b.ID()) })
 	return out, errors.Join(errs...)
+}
+
+// connectWait is how long brokers waits for connection checks: half the
+// shorter poll interval, but at least a second (a refused handshake, SASL
+// included, has the time to say so and be counted as a connect error) and
+// at most the request timeout.
+func (p *Poller) connectWait() time.Duration {
+	return min(max(min(p.cfg.GroupPollInterval, p.cfg.PollInterval)/2, time.Second), p.cfg.RequestTimeout)
 }
 
 // reopen connects b again when an earlier request of this loop dropped its

@@ -31,6 +31,14 @@ func (r *rounds[T]) busy(id int32) bool {
 	return r.running[id]
 }
 
+// last is broker id's latest finished answer, if any.
+func (r *rounds[T]) last(id int32) (T, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.answers[id]
+	return a.val, ok
+}
+
 // answer is one broker's finished call.
 type answer[T any] struct {
 	val  T
@@ -49,6 +57,16 @@ func newRounds[T any]() *rounds[T] {
 // round runs fn on brokers as described above. Answers of brokers not in
 // the list are forgotten.
 func (r *rounds[T]) round(ctx context.Context, brokers []*sarama.Broker, fn func(*sarama.Broker) (T, error)) map[int32]answer[T] {
+	return r.run(ctx, brokers, fn, true)
+}
+
+// more is round for brokers added to a round already run in this poll
+// (brokers the cached metadata did not know): it forgets nothing.
+func (r *rounds[T]) more(ctx context.Context, brokers []*sarama.Broker, fn func(*sarama.Broker) (T, error)) map[int32]answer[T] {
+	return r.run(ctx, brokers, fn, false)
+}
+
+func (r *rounds[T]) run(ctx context.Context, brokers []*sarama.Broker, fn func(*sarama.Broker) (T, error), forget bool) map[int32]answer[T] {
 	done := make(chan struct{}, len(brokers))
 	started := 0
 	r.mu.Lock()
@@ -70,7 +88,7 @@ func (r *rounds[T]) round(ctx context.Context, brokers []*sarama.Broker, fn func
 		}()
 	}
 	for id := range r.answers {
-		if !listed[id] && !r.running[id] {
+		if forget && !listed[id] && !r.running[id] {
 			delete(r.answers, id)
 		}
 	}

@@ -67,16 +67,27 @@ type Exporter struct {
 }
 
 // NewExporter builds a poller and store for cfg; the poller is closed when
-// the test ends.
+// the test ends. Without TLS and SASL, every request the poller writes is
+// recorded, and the test fails at its end if one was not read-only: the
+// read-only check runs under every scenario a test sets up.
 func NewExporter(t testing.TB, cfg *config.Config) *Exporter {
 	t.Helper()
 	sc, err := kafka.SaramaConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var requests *requestLog
+	if !cfg.TLSEnabled && cfg.SASLMechanism == "" {
+		requests = recordRequests(sc)
+	}
 	p := kafka.New(cfg, sc, zerolog.Nop())
 	e := &Exporter{Poller: p, Store: store.New(store.Options{Log: zerolog.Nop(), Analyzers: store.NewAnalyzers(cfg, zerolog.Nop())})}
-	t.Cleanup(func() { _ = e.Poller.Close() })
+	t.Cleanup(func() {
+		_ = e.Poller.Close()
+		if requests != nil {
+			requests.checkReadOnly(t)
+		}
+	})
 	return e
 }
 

@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kfaketest"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
@@ -107,10 +107,10 @@ func BenchmarkDecodeApply(b *testing.B) {
 // the per-record path, on the same cores.
 func BenchmarkCatchUpKfake(b *testing.B) {
 	const total = 50_000
-	c := kafkatest.NewCluster(b)
+	c := kfaketest.NewCluster(b)
 	addrs := c.ListenAddrs()
 	const topic = "bench_consumer_offsets"
-	kafkatest.CreateTopic(b, addrs, topic, 6)
+	kfaketest.CreateTopic(b, addrs, topic, 6)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		b.Fatal(err)

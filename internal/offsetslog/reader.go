@@ -40,22 +40,6 @@ type Start struct {
 	LookBack time.Duration // StartLookBack only; > 0
 }
 
-// ParseStart reads a start position as the configuration writes it:
-// "latest", "earliest", or a positive Go duration (a look-back).
-func ParseStart(s string) (Start, error) {
-	switch s {
-	case "latest":
-		return Start{Mode: StartLatest}, nil
-	case "earliest":
-		return Start{Mode: StartEarliest}, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return Start{}, fmt.Errorf("start %q: want latest, earliest or a positive duration (a look-back)", s)
-	}
-	return Start{Mode: StartLookBack, LookBack: d}, nil
-}
-
 func (s Start) String() string {
 	switch s.Mode {
 	case StartLatest:

@@ -22,7 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafka"
-	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kafkatest"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/kfaketest"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/testkit"
 )
 
@@ -46,10 +46,10 @@ type world struct {
 
 func newWorld(t *testing.T, partitions int32, opts ...kfake.Opt) *world {
 	t.Helper()
-	c := kafkatest.NewCluster(t, opts...)
+	c := kfaketest.NewCluster(t, opts...)
 	w := &world{t: t, c: c, addrs: c.ListenAddrs(), topic: "test_consumer_offsets", ends: map[int32]int64{}}
 	if partitions > 0 {
-		kafkatest.CreateTopic(t, w.addrs, w.topic, partitions)
+		kfaketest.CreateTopic(t, w.addrs, w.topic, partitions)
 	}
 	return w
 }
@@ -500,7 +500,7 @@ func TestTopicAppearsLater(t *testing.T) {
 	if got := rn.logLines("warn", "cannot read", map[string]string{"reason": ReasonUnknownTopic}); len(got) != 1 {
 		t.Fatalf("%d warnings, want 1:\n%s", len(got), rn.logs)
 	}
-	kafkatest.CreateTopic(t, w.addrs, w.topic, 2)
+	kfaketest.CreateTopic(t, w.addrs, w.topic, 2)
 	w.produce(1, time.Time{}, metaKV("late", 2, "m"))
 	if v := rn.caughtUpWith(w); generation(v, "late") != 2 {
 		t.Fatalf("groups %+v", v.Groups)
@@ -570,7 +570,7 @@ func TestPositionBelowLogStartMoves(t *testing.T) {
 		recs = append(recs, commitKV("g", "t", 0, i, t0))
 	}
 	w.produce(0, time.Time{}, recs...)
-	adm := kafkatest.Admin(t, w.addrs)
+	adm := kfaketest.Admin(t, w.addrs)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	offs := kadm.Offsets{}

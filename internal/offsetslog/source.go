@@ -32,6 +32,11 @@ func NewSource(view func() *View) Source { return Source{view: view} }
 // Name implements rebalance.GenerationSource.
 func (Source) Name() string { return SourceName }
 
+// Scale implements rebalance.GenerationScale: the log's generations are
+// the ones KIP-792 member metadata claims, so the tracker carries its
+// count on when one source takes over from the other.
+func (Source) Scale() string { return rebalance.ScaleClassicGeneration }
+
 // Generation implements rebalance.GenerationSource.
 func (s Source) Generation(g *cluster.Group) (int32, bool) {
 	if g == nil || (g.Type != cluster.GroupTypeClassic && g.Type != "") || s.view == nil {

@@ -345,22 +345,6 @@ func TestOffsetOutOfRangeStartsAReset(t *testing.T) {
 	}
 }
 
-func TestParseStart(t *testing.T) {
-	for in, want := range map[string]Start{
-		"latest": {Mode: StartLatest}, "earliest": {Mode: StartEarliest}, "90m": {Mode: StartLookBack, LookBack: 90 * time.Minute},
-	} {
-		got, err := ParseStart(in)
-		if err != nil || got != want || got.String() != want.String() {
-			t.Errorf("ParseStart(%q) = %+v, %v", in, got, err)
-		}
-	}
-	for _, in := range []string{"", "0s", "-1h", "newest", "1"} {
-		if _, err := ParseStart(in); err == nil {
-			t.Errorf("ParseStart(%q) accepted", in)
-		}
-	}
-}
-
 func TestNewChecksOptions(t *testing.T) {
 	good := testOptions([]string{"127.0.0.1:1"}, "offsets")
 	if _, err := New(good); err != nil {

@@ -35,6 +35,15 @@ type Cluster struct {
 	Plaintext     []string // bootstrap addresses per listener
 	SASLPlaintext []string
 	SSL           []string
+	// OAuth is the OAUTH listener: OAUTHBEARER (JWTs signed with
+	// OAuthKeyFile, a PKCS #8 RSA key, key ID OAuthKeyID, issuer
+	// OAuthIssuer, audience OAuthAudience) and SCRAM-SHA-512, sessions
+	// re-authenticated every 10 s.
+	OAuth         []string
+	OAuthKeyFile  string
+	OAuthKeyID    string
+	OAuthIssuer   string
+	OAuthAudience string
 	CAFile        string
 	Truststore    string
 	TruststorePwd string
@@ -149,6 +158,11 @@ func Attach(dir string) (*Cluster, error) {
 		Plaintext:     splitList(env["KAFKA_BOOTSTRAP_PLAINTEXT"]),
 		SASLPlaintext: splitList(env["KAFKA_BOOTSTRAP_SASL_PLAINTEXT"]),
 		SSL:           splitList(env["KAFKA_BOOTSTRAP_SSL"]),
+		OAuth:         splitList(env["KAFKA_BOOTSTRAP_OAUTH"]),
+		OAuthKeyFile:  env["KAFKA_OAUTH_SIGNING_KEY"],
+		OAuthKeyID:    env["KAFKA_OAUTH_KEY_ID"],
+		OAuthIssuer:   env["KAFKA_OAUTH_ISSUER"],
+		OAuthAudience: env["KAFKA_OAUTH_AUDIENCE"],
 		CAFile:        env["KAFKA_CA_FILE"],
 		Truststore:    env["KAFKA_TRUSTSTORE"],
 		TruststorePwd: env["KAFKA_TRUSTSTORE_PASSWORD"],

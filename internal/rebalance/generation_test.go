@@ -107,3 +107,32 @@ func TestForgedGenerationWithoutWitnessesIsBelieved(t *testing.T) {
 	st := r.observe(classic("Stable", cm("f", 99, 0)))
 	r.expect("every member replaced", st, 95, 100)
 }
+
+// scaledSource is an exact source of classic generations, as the
+// __consumer_offsets reader is: on KIP-792's scale.
+type scaledSource struct{ fixedSource }
+
+func (scaledSource) Scale() string { return ScaleClassicGeneration }
+
+// When the exact source of classic generations and KIP-792 metadata take
+// over from each other, the count carries on: a hint is checked against
+// the claims recorded at the exact reading, and an exact reading that
+// trails what the hint counted counts nothing.
+func TestSourcesOnOneScaleCarryTheCountOn(t *testing.T) {
+	exact := scaledSource{fixedSource{name: "log", gens: map[string]int32{groupName: 5}}}
+	r := newGenRun(t, Options{Sources: []GenerationSource{exact, KIP792Metadata{}}})
+	r.expect("baseline from the log", r.observe(classic("Stable", cm("a", 4, 0), cm("b", 4, 1))), 0, 5)
+	// The log falls behind; members report generation 6 after a rebalance.
+	delete(exact.gens, groupName)
+	r.expect("KIP-792 takes over", r.observe(classic("Stable", cm("a", 5, 0), cm("b", 5, 1))), 1, 6)
+	// The log is back, still at 6's predecessor: it trails, counts nothing.
+	exact.gens[groupName] = 5
+	r.expect("log trails", r.observe(classic("Stable", cm("a", 5, 0), cm("b", 5, 1))), 1, 6)
+	exact.gens[groupName] = 8
+	r.expect("log ahead", r.observe(classic("Stable", cm("a", 7, 0), cm("b", 7, 1))), 3, 8)
+	// A forger joins while the log is behind: the survivors moved by one.
+	delete(exact.gens, groupName)
+	r.expect("forger under KIP-792", r.observe(classic("Stable", cm("a", 8, 0), cm("b", 8, 1), cm("f", 2147483000))), 4, 9)
+	exact.gens[groupName] = 9
+	r.expect("log agrees", r.observe(classic("Stable", cm("a", 8, 0), cm("b", 8, 1), cm("f", 2147483000))), 4, 9)
+}

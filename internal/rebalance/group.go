@@ -13,7 +13,10 @@ import (
 type generation struct {
 	value  int32
 	source string
-	known  bool
+	// scale is the quantity the value measures (GenerationScale); readings
+	// of different sources on one scale can be compared.
+	scale string
+	known bool
 	// hint: the value rests on what members claim (KIP-792 metadata), so
 	// a delta is only believed as far as the members' own claims agree.
 	hint bool
@@ -53,8 +56,9 @@ type baseline struct {
 	floor int64
 	// counted is what the fallback counted since the latest reading.
 	counted uint64
-	// claims holds, for a hint reading, each member's claimed generation
-	// (by member ID; members that claim none are left out).
+	// claims holds each member's claimed generation at the latest reading
+	// (by member ID; members that claim none are left out; nil when none
+	// does).
 	claims map[string]int32
 }
 
@@ -247,14 +251,23 @@ func (gt *groupTracker) countRebalances(g *cluster.Group, cur view, t *Tracker) 
 		b.counted += fb
 		b.floor += int64(fb)
 		return fb, fbDetection
-	case !b.gen.known || b.gen.source != cur.gen.source:
-		// Values of different sources are not compared: the reading starts
-		// a new baseline and describe output alone counts.
+	case !b.gen.known || !comparable(b.gen, cur.gen):
+		// Values of different quantities are not compared: the reading
+		// starts a new baseline and describe output alone counts.
 		b.restart(g, cur.gen)
 		return fb, fbDetection
 	}
 
 	reading := int64(cur.gen.value)
+	if !cur.gen.hint && b.gen.source != cur.gen.source && reading < b.floor {
+		// An exact source took over from a hint on the same scale and
+		// says less than what is counted: it trails (the coordinator's
+		// log is read a moment after describe output shows the new
+		// generation), it does not mean the group was recreated. Nothing
+		// is counted twice: the floor stays.
+		b.gen, b.counted, b.claims = cur.gen, 0, claimsOf(g, cur.gen)
+		return 0, ""
+	}
 	// What the reading says happened beyond what is accounted for already.
 	trusted := reading - b.floor
 	recreated := reading < int64(b.gen.value)
@@ -294,6 +307,14 @@ func (gt *groupTracker) countRebalances(g *cluster.Group, cur view, t *Tracker) 
 	return count, detection
 }
 
+// comparable reports whether a reading can be compared with the
+// baseline's: same source, or same scale (a hint taking over from an exact
+// source is checked against the members' claims recorded at the exact
+// reading, as between two hints).
+func comparable(base, read generation) bool {
+	return base.source == read.source || (base.scale != "" && base.scale == read.scale)
+}
+
 // restart makes gen, which may be unknown, the start of a new baseline.
 func (b *baseline) restart(g *cluster.Group, gen generation) {
 	*b = baseline{gen: gen, claims: claimsOf(g, gen)}
@@ -314,14 +335,21 @@ func (b *baseline) exported(read generation) generation {
 	return out
 }
 
-// claimsOf records each member's claimed generation for a hint reading:
-// the generation its KIP-792 metadata carries, by member ID; members that
-// carry none are left out.
+// claimsOf records each member's claimed generation at a reading, of any
+// source: the generation its KIP-792 metadata carries, by member ID;
+// members that carry none are left out. A later hint reading, of the same
+// source or another on the same scale, is checked against them.
 func claimsOf(g *cluster.Group, gen generation) map[string]int32 {
-	if !gen.known || !gen.hint {
+	n := 0
+	for i := range g.Members {
+		if g.Members[i].Generation >= 0 {
+			n++
+		}
+	}
+	if !gen.known || n == 0 {
 		return nil
 	}
-	out := make(map[string]int32, len(g.Members))
+	out := make(map[string]int32, n)
 	for i := range g.Members {
 		if m := &g.Members[i]; m.Generation >= 0 {
 			out[m.MemberID] = m.Generation

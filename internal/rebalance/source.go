@@ -23,6 +23,19 @@ type GenerationSource interface {
 	Generation(g *cluster.Group) (gen int32, ok bool)
 }
 
+// GenerationScale is implemented by a source whose values measure a
+// quantity other sources measure too: readings of two sources on one
+// scale are compared when the answering source changes, so the count
+// carries on instead of restarting. A source without it is its own scale.
+type GenerationScale interface {
+	Scale() string
+}
+
+// ScaleClassicGeneration is the generation ID of a classic group, as its
+// coordinator numbers them: what KIP-792 member metadata claims and what
+// the coordinator's GroupMetadata records say.
+const ScaleClassicGeneration = "classic_generation"
+
 // memberHint marks a source whose answer is what group members claim
 // about themselves (untrusted input): the tracker then believes a delta
 // only as far as the claims of members seen at both readings agree.
@@ -74,6 +87,9 @@ type KIP792Metadata struct{}
 func (KIP792Metadata) Name() string { return SourceKIP792Metadata }
 
 func (KIP792Metadata) memberHint() {}
+
+// Scale implements GenerationScale.
+func (KIP792Metadata) Scale() string { return ScaleClassicGeneration }
 
 func (KIP792Metadata) Generation(g *cluster.Group) (int32, bool) {
 	if g.Type == cluster.GroupTypeConsumer || g.State != "Stable" {

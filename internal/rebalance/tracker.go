@@ -250,7 +250,11 @@ func (t *Tracker) read(g *cluster.Group) generation {
 	for _, s := range t.sources {
 		if gen, ok := s.Generation(g); ok {
 			_, hint := s.(memberHint)
-			return generation{value: gen, source: s.Name(), known: true, hint: hint}
+			scale := s.Name()
+			if sc, ok := s.(GenerationScale); ok {
+				scale = sc.Scale()
+			}
+			return generation{value: gen, source: s.Name(), scale: scale, known: true, hint: hint}
 		}
 	}
 	return generation{}

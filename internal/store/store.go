@@ -4,7 +4,10 @@
 // that scrapes and the JSON API read without locks.
 //
 // The store is the poller's Sink and does no I/O: data flows one way,
-// Kafka → poller → store → collector and web.
+// Kafka → poller → store → collector and web. The __consumer_offsets
+// reader, when on, is a second way in of the same direction: the tracker
+// asks its Source for generations, and each snapshot carries the reader's
+// view current at its publication.
 package store
 
 import (
@@ -17,6 +20,7 @@ import (
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/lagtime"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/offsetslog"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/status"
 )
@@ -51,6 +55,11 @@ type Snapshot struct {
 	// Derived from the offsets observations: lag in seconds and status.
 	LagSeconds lagtime.Result
 	Status     map[string]status.Result
+
+	// OffsetsLog is what the coordinators' own log said when the snapshot
+	// was published (commits, last commit times, members' timeouts); nil
+	// when the source is off.
+	OffsetsLog *offsetslog.View
 }
 
 // Ready reports whether both loops have produced an observation, possibly
@@ -70,11 +79,12 @@ type Analyzers struct {
 // Store receives poll results (it is the poller's Sink) and publishes
 // snapshots.
 type Store struct {
-	log zerolog.Logger
-	an  Analyzers
-	now func() time.Time
-	mu  sync.Mutex // serialises the two poll loops' updates
-	cur atomic.Pointer[Snapshot]
+	log  zerolog.Logger
+	an   Analyzers
+	view func() *offsetslog.View
+	now  func() time.Time
+	mu   sync.Mutex // serialises the two poll loops' updates
+	cur  atomic.Pointer[Snapshot]
 }
 
 // Options configure a Store.
@@ -82,6 +92,10 @@ type Options struct {
 	Log zerolog.Logger
 	// Analyzers run on every poll that produced an observation.
 	Analyzers Analyzers
+	// OffsetsLog returns the __consumer_offsets reader's latest view
+	// (offsetslog.Reader.View); nil when the source is off. Each snapshot
+	// carries the view current when it was published.
+	OffsetsLog func() *offsetslog.View
 	// Now stamps successful polls; time.Now when nil.
 	Now func() time.Time
 }
@@ -91,7 +105,7 @@ func New(o Options) *Store {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Store{log: o.Log, an: o.Analyzers, now: o.Now}
+	s := &Store{log: o.Log, an: o.Analyzers, view: o.OffsetsLog, now: o.Now}
 	first := &Snapshot{Loops: map[string]LoopStatus{}}
 	for _, l := range cluster.Loops {
 		first.Loops[l] = LoopStatus{}
@@ -196,5 +210,8 @@ func (s *Store) next(loop string, observed bool, err error) *Snapshot {
 	}
 	ls.polled = true
 	next.Loops[loop] = ls
+	if s.view != nil {
+		next.OffsetsLog = s.view()
+	}
 	return &next
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/cluster"
+	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/offsetslog"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/rebalance"
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/store"
 )
@@ -40,6 +41,30 @@ type GroupView struct {
 	MemberJoins      uint64            `json:"member_joins"`
 	MemberLeaves     uint64            `json:"member_leaves"`
 	History          []rebalance.Event `json:"recent_rebalances"`
+
+	// OffsetsLog is what the coordinator's own log (__consumer_offsets,
+	// KRE_OFFSETS_LOG_ENABLED) says of the group; absent when the source
+	// is off or has read nothing of it.
+	OffsetsLog *OffsetsLogView `json:"offsets_log,omitempty"`
+}
+
+// OffsetsLogView is a group's latest state in __consumer_offsets.
+type OffsetsLogView struct {
+	Partition int32 `json:"partition"`
+	// Live: that partition is read and caught up, so Generation is the
+	// group's current one.
+	Live bool `json:"live"`
+	// From the latest GroupMetadata record; absent when none was read
+	// since the start position (or it could not be decoded).
+	Generation   *int32     `json:"generation,omitempty"`
+	ProtocolType string     `json:"protocol_type,omitempty"`
+	Protocol     string     `json:"protocol,omitempty"`
+	Leader       string     `json:"leader,omitempty"`
+	StateTime    *time.Time `json:"state_time,omitempty"`
+	MetadataTime *time.Time `json:"metadata_time,omitempty"`
+	// Commits read since the start position, and the latest commit's time.
+	Commits    uint64     `json:"commits"`
+	LastCommit *time.Time `json:"last_commit,omitempty"`
 }
 
 // MemberView is one member in GroupView.
@@ -52,6 +77,11 @@ type MemberView struct {
 	Generation       *int32             `json:"kip792_generation,omitempty"`
 	MemberEpoch      *int32             `json:"member_epoch,omitempty"`
 	TargetAssignment cluster.Assignment `json:"target_assignment,omitempty"`
+	// The member's timeouts as it sent them in JoinGroup, from the latest
+	// GroupMetadata in __consumer_offsets (KRE_OFFSETS_LOG_ENABLED); absent
+	// when the log does not list the member.
+	SessionTimeoutMs   *int64 `json:"session_timeout_ms,omitempty"`
+	RebalanceTimeoutMs *int64 `json:"rebalance_timeout_ms,omitempty"`
 }
 
 // Groups is the default GroupAPI over the state snapshot.
@@ -87,6 +117,7 @@ func view(s *store.Snapshot, g *cluster.Group) GroupView {
 	if v.ObservedAt.IsZero() {
 		v.ObservedAt = s.Groups.Time
 	}
+	lg, _ := s.OffsetsLog.Group(g.Name)
 	for _, m := range g.Members {
 		mv := MemberView{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID, ClientHost: m.ClientHost,
 			Assignment: m.Assignment, TargetAssignment: m.TargetAssignment}
@@ -98,7 +129,16 @@ func view(s *store.Snapshot, g *cluster.Group) GroupView {
 			epoch := m.MemberEpoch
 			mv.MemberEpoch = &epoch
 		}
+		if lm, ok := lg.Member(m.MemberID); ok {
+			mv.SessionTimeoutMs = ptr(lm.SessionTimeout.Milliseconds())
+			if lm.RebalanceTimeout > 0 {
+				mv.RebalanceTimeoutMs = ptr(lm.RebalanceTimeout.Milliseconds())
+			}
+		}
 		v.Members = append(v.Members, mv)
+	}
+	if lg != nil {
+		v.OffsetsLog = offsetsLogView(s.OffsetsLog, lg)
 	}
 	if st, ok := s.Rebalance[g.Name]; ok {
 		if st.GenerationKnown {
@@ -143,3 +183,22 @@ func view(s *store.Snapshot, g *cluster.Group) GroupView {
 	}
 	return v
 }
+
+func offsetsLogView(lv *offsetslog.View, lg *offsetslog.Group) *OffsetsLogView {
+	o := &OffsetsLogView{Partition: lg.Partition, Live: lv.Live(lg.Partition), Commits: lg.Commits}
+	if !lg.LastCommit.IsZero() {
+		o.LastCommit = ptr(lg.LastCommit)
+	}
+	if md := lg.Metadata; md != nil {
+		o.Generation, o.ProtocolType, o.Protocol, o.Leader = ptr(md.Generation), md.ProtocolType, md.Protocol, md.Leader
+		if !md.StateTime.IsZero() {
+			o.StateTime = ptr(md.StateTime)
+		}
+		if !lg.MetadataTime.IsZero() {
+			o.MetadataTime = ptr(lg.MetadataTime)
+		}
+	}
+	return o
+}
+
+func ptr[T any](v T) *T { return &v }
