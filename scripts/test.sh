@@ -18,7 +18,7 @@ go test -race -count=1 -timeout 20m ./...
 # Fuzz targets beyond their committed seed corpora (which the run above
 # replays), each for a bounded time: what a broker or a member sends must
 # never panic a decoder or an analyzer.
-fuzztime=${KRE_FUZZ_TIME:-20s}
+fuzztime=${KRE_FUZZ_TIME:-10s}
 for target in ./internal/offsetslog:FuzzDecode ./internal/rebalance:FuzzTracker ./internal/lagtime:FuzzLagSeconds; do
   go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" "${target%%:*}"
 done

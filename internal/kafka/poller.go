@@ -150,8 +150,10 @@ type Poller struct {
 	// use).
 	times *timestampCache
 
-	// meta runs the loops' metadata refreshes off the polls' path.
-	meta metadataRefresh
+	// meta runs the loops' metadata refreshes off the polls' path; checks
+	// are the connection checks still running (see brokers).
+	meta   metadataRefresh
+	checks connectChecks
 
 	// plainPassword is the SASL PLAIN password file, read again before
 	// each poll (nil without PLAIN and a file). sarama takes PLAIN's
@@ -277,12 +279,15 @@ func (p *Poller) brokers(c sarama.Client, busy func(id int32) bool) ([]*sarama.B
 	results := make(chan checked, len(c.Brokers()))
 	pending := map[int32]*sarama.Broker{}
 	for _, b := range c.Brokers() {
-		if busy(b.ID()) {
+		if busy(b.ID()) || !p.checks.start(b) {
+			// Busy, or its check of an earlier poll still waits on the
+			// handshake: one check at a time per broker.
 			out = append(out, b)
 			continue
 		}
 		pending[b.ID()] = b
 		go func() {
+			defer p.checks.done(b)
 			err := b.Open(c.Config())
 			if err == nil || errors.Is(err, sarama.ErrAlreadyConnected) {
 				err = nil
@@ -317,6 +322,34 @@ func (p *Poller) brokers(c sarama.Client, busy func(id int32) bool) ([]*sarama.B
 	}
 	slices.SortFunc(out, func(a, b *sarama.Broker) int { return cmp.Compare(a.ID(), b.ID()) })
 	return out, errors.Join(errs...)
+}
+
+// connectChecks are the connection checks of brokers still running, by
+// broker; a hung broker's lasts until its handshake times out.
+type connectChecks struct {
+	mu      sync.Mutex
+	running map[*sarama.Broker]bool
+}
+
+// start reports whether a check of b may start (none is running), and
+// marks it running.
+func (c *connectChecks) start(b *sarama.Broker) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running[b] {
+		return false
+	}
+	if c.running == nil {
+		c.running = map[*sarama.Broker]bool{}
+	}
+	c.running[b] = true
+	return true
+}
+
+func (c *connectChecks) done(b *sarama.Broker) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.running, b)
 }
 
 // connectWait is how long brokers waits for connection checks: half the
