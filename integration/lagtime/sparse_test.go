@@ -217,13 +217,12 @@ func TestLagSecondsSparseWorld(t *testing.T) {
 	t.Logf("poll interval %s, slowest default offsets poll %s, largest timestamp-to-ack delay %s",
 		interval, slowest.Round(time.Millisecond), w.maxAck.Round(time.Millisecond))
 
-	// By the end the budget exporter has read every record older than its
-	// history too, and the default one did at its first poll.
+	// By the end both the default and the budget exporter have read every
+	// record older than their history. (The default one usually does at
+	// its first poll, but its reads get a third of the poll interval, so
+	// on a loaded machine some wait for the next polls: not asserted.)
 	for i, name := range names[:2] {
-		for _, k := range []int{0, len(d.snaps[i]) - 1} {
-			if name == "budget" && k == 0 {
-				continue
-			}
+		for _, k := range []int{len(d.snaps[i]) - 1} {
 			snap := d.snaps[i][k]
 			for g, parts := range snap.Offsets.Committed {
 				gl, _ := snap.LagSeconds.Group(g)
