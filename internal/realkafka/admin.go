@@ -60,7 +60,8 @@ func (c *Cluster) TLSConfig() (*tls.Config, error) {
 }
 
 // CreateTopic creates a topic with replication factor 3 and waits until
-// every broker's metadata has it.
+// the metadata lists it with a leader for every partition (a broker
+// asked right after may still not know it: clients must refresh).
 func CreateTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int32) error {
 	res, err := adm.CreateTopic(ctx, partitions, 3, nil, topic)
 	if err != nil {

@@ -90,6 +90,10 @@ func StartKcat(o MemberOptions) (*Member, error) {
 		"-X", "heartbeat.interval.ms=1000",
 		"-X", "max.poll.interval.ms=" + ms(o.MaxPollInterval),
 		"-X", "auto.commit.interval.ms=200",
+		// A broker whose metadata does not list a topic created a moment
+		// ago makes librdkafka wait for its next refresh (5 min by
+		// default) before it joins: refresh every second instead.
+		"-X", "topic.metadata.refresh.interval.ms=1000",
 		"-f", recordLinePrefix + "%t %p %o %s\n", o.Topic}
 	m := newMember(KindKcat, o.Group)
 	p, err := StartProc(o.Name, nil, nil, m.onKcatLine, bin, args...)
