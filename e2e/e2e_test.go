@@ -117,38 +117,10 @@ func writePrometheusConfig(t testing.TB, dir string, rules []string, promAddr, a
 	return p
 }
 
-// promResult is a Prometheus HTTP API answer for query and query_range.
-type promResult struct {
-	Status string `json:"status"`
-	Error  string `json:"error"`
-	Data   struct {
-		ResultType string            `json:"resultType"`
-		Result     []json.RawMessage `json:"result"`
-	} `json:"data"`
-}
-
+// promQuery runs a query as Grafana does and counts the series it returns.
 func promQuery(base, expr string, instant bool) (int, error) {
-	v := url.Values{"query": {expr}}
-	endpoint := "/api/v1/query"
-	if !instant {
-		now := time.Now()
-		endpoint = "/api/v1/query_range"
-		v.Set("start", strconv.FormatInt(now.Add(-3*time.Minute).Unix(), 10))
-		v.Set("end", strconv.FormatInt(now.Unix(), 10))
-		v.Set("step", "2")
-	}
-	body, err := testkit.HTTPGet(base + endpoint + "?" + v.Encode())
-	if err != nil {
-		return 0, err
-	}
-	var r promResult
-	if err := json.Unmarshal(body, &r); err != nil {
-		return 0, err
-	}
-	if r.Status != "success" {
-		return 0, fmt.Errorf("%s", r.Error)
-	}
-	return len(r.Data.Result), nil
+	series, err := promSeries(base, expr, instant)
+	return len(series), err
 }
 
 // promSeriesLabel lists the values of label over the series matching sel,
