@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/kafka-rebalance-exporter/kafka-rebalance-exporter/internal/realkafka"
 )
@@ -234,6 +237,75 @@ func TestBrokerHungThenLeadersMove(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The controller moves the leaderships back to the returned broker at
+	// its next preferred-leader check (leader.imbalance.check.interval
+	// .seconds, 5 minutes), in the middle of whatever runs then; the test
+	// makes that election now. The frozen broker's groups then move back
+	// to it: the broker that coordinated them meanwhile answers without
+	// them while their old coordinator is still loading them. Each must
+	// stay in the exporter throughout (carried with its observation time,
+	// as at any coordinator move), keep its rebalance count, and come back
+	// fresh under the returned broker.
+	moveBack(t, adm, e, frozen, append(append([]string{}, groups...), singleGroup), affected)
+}
+
+// moveBack makes a preferred leader election and follows the groups while
+// the coordinators of affected move back to broker home.
+func moveBack(t *testing.T, adm *kadm.Client, e *exporter, home int32, all, affected []string) {
+	t.Helper()
+	before := map[string]uint64{}
+	for _, g := range all {
+		v, ok, err := e.group(g)
+		if err != nil || !ok {
+			t.Fatalf("%s before the election: %v %v", g, ok, err)
+		}
+		before[g] = v.Rebalances
+	}
+	res, err := adm.ElectLeaders(ctxT(t, time.Minute), kadm.ElectPreferredReplica, nil)
+	if err != nil {
+		t.Fatalf("preferred leader election: %v", err)
+	}
+	moved := 0
+	for _, ps := range res {
+		for _, r := range ps {
+			if r.Err == nil {
+				moved++
+			}
+		}
+	}
+	electedAt := time.Now()
+	t.Logf("preferred leader election: %d partitions got a new leader", moved)
+	var problems []string
+	backAt := map[string]time.Duration{}
+	for deadline := electedAt.Add(2 * time.Minute); time.Now().Before(deadline) && len(backAt) < len(affected); time.Sleep(200 * time.Millisecond) {
+		at := time.Since(electedAt).Round(100 * time.Millisecond)
+		for _, g := range all {
+			v, ok, err := e.group(g)
+			switch {
+			case err != nil:
+				t.Fatalf("%s after the election: %v", g, err)
+			case !ok:
+				problems = append(problems, fmt.Sprintf("%s absent at %s", g, at))
+				continue
+			case v.Rebalances < before[g]:
+				problems = append(problems, fmt.Sprintf("%s rebalances %d -> %d at %s", g, before[g], v.Rebalances, at))
+			}
+			if slices.Contains(affected, g) && v.Coordinator == home && v.ObservedAt.After(electedAt) {
+				if _, done := backAt[g]; !done {
+					backAt[g] = time.Since(electedAt)
+				}
+			}
+		}
+	}
+	t.Logf("groups back under broker %d after the election: %v", home, backAt)
+	if len(problems) > 0 {
+		t.Errorf("while coordinators moved back to broker %d (want every group kept, counts never lower): %s",
+			home, strings.Join(problems[:min(len(problems), 20)], "; "))
+	}
+	if len(backAt) < len(affected) {
+		t.Errorf("groups fresh under broker %d again: %v of %v", home, backAt, affected)
+	}
 }
 
 // nodePid is the process of the cluster node that is broker id.

@@ -50,7 +50,15 @@ const tooLargeRetry = time.Minute
 // observation nil.
 //
 // A group that was observed before and that its coordinator, answering,
-// no longer lists (moved or deleted), that answers NOT_COORDINATOR or
+// no longer describes has been deleted or has moved: that broker is asked
+// which broker coordinates it now (see vanishedOn). A group it still
+// coordinates is gone; any other answer means it may be moving, and the new
+// coordinator may still be loading it, so it keeps its previous state, and
+// its observation time, until a broker describes it or it goes stale. A
+// group that moves thus keeps its series and its rebalance history.
+//
+// A group that its coordinator, answering, no longer lists (moved or
+// deleted), that answers NOT_COORDINATOR or
 // COORDINATOR_NOT_AVAILABLE, or whose coordinator is no longer among the
 // known brokers, may have moved to a broker the cached metadata does not
 // know: the poll then refreshes the metadata (one Metadata request for a
@@ -66,8 +74,10 @@ func (p *Poller) PollGroups(ctx context.Context) (*cluster.GroupsObservation, er
 		return nil, errors.Join(connErr, &StageError{Stage: StageConnect, Broker: -1, Err: fmt.Errorf("no broker reachable")})
 	}
 	start := time.Now()
-	answers := p.groupRounds.round(ctx, brokers, p.groupsOn)
 	prev := p.lastGroups.Load()
+	before := coordinatedBy(prev)
+	groupsOn := func(b *sarama.Broker) (brokerGroups, error) { return p.groupsOn(b, before[b.ID()]) }
+	answers := p.groupRounds.round(ctx, brokers, groupsOn)
 	errs := []error{}
 	// Brokers known to the metadata: those connected and those that
 	// failed to connect (their groups are carried forward below).
@@ -80,7 +90,7 @@ func (p *Poller) PollGroups(ctx context.Context) (*cluster.GroupsObservation, er
 		errs = append(errs, err)
 		if len(extra) > 0 {
 			p.log.Info().Int("brokers", len(extra)).Msg("groups moved to brokers the cached metadata did not know; asking them in this poll")
-			maps.Copy(answers, p.groupRounds.more(ctx, extra, p.groupsOn))
+			maps.Copy(answers, p.groupRounds.more(ctx, extra, groupsOn))
 			brokers = append(brokers, extra...)
 			slices.SortFunc(brokers, func(a, b *sarama.Broker) int { return cmp.Compare(a.ID(), b.ID()) })
 		}
@@ -115,6 +125,7 @@ func (p *Poller) PollGroups(ctx context.Context) (*cluster.GroupsObservation, er
 			groups[g.Name] = g
 		}
 		carryGroups = append(carryGroups, a.val.failed...)
+		carryGroups = append(carryGroups, a.val.moving...)
 		if fresh {
 			errs = append(errs, a.val.errs...)
 		}
@@ -232,12 +243,17 @@ type brokerGroups struct {
 	// tooLarge are the groups whose description is above the response
 	// size limit, with when they were last asked.
 	tooLarge map[string]time.Time
+	// moving are groups the broker coordinated at the previous
+	// observation, no longer describes and does not coordinate now (see
+	// vanishedOn): they keep their previous state.
+	moving []string
 }
 
 func (bg *brokerGroups) add(a brokerGroups) {
 	bg.groups = append(bg.groups, a.groups...)
 	bg.failed = append(bg.failed, a.failed...)
 	bg.errs = append(bg.errs, a.errs...)
+	bg.moving = append(bg.moving, a.moving...)
 	for n, at := range a.tooLarge {
 		if bg.tooLarge == nil {
 			bg.tooLarge = map[string]time.Time{}
@@ -246,10 +262,11 @@ func (bg *brokerGroups) add(a brokerGroups) {
 	}
 }
 
-// groupsOn lists and describes the groups one broker coordinates. Its
-// error is a failure of the broker as a whole; a failure of single groups
-// is in the answer.
-func (p *Poller) groupsOn(b *sarama.Broker) (brokerGroups, error) {
+// groupsOn lists and describes the groups one broker coordinates; before
+// are the groups it coordinated at the previous observation. Its error is
+// a failure of the broker as a whole; a failure of single groups is in the
+// answer.
+func (p *Poller) groupsOn(b *sarama.Broker, before []string) (brokerGroups, error) {
 	var out brokerGroups
 	if err := p.reopen(b); err != nil {
 		return out, err
@@ -336,7 +353,81 @@ func (p *Poller) groupsOn(b *sarama.Broker) (brokerGroups, error) {
 			out.add(gs)
 		}
 	}
+	out.moving = p.vanishedOn(b, before, &out)
 	return out, nil
+}
+
+// maxCoordinatorLookups bounds the FindCoordinator requests one broker's
+// answer makes in one poll. When more of its groups vanish at once (a
+// broker gives up the leadership of a __consumer_offsets partition with
+// thousands of groups), the groups beyond it are taken as moving, which
+// they most likely are, and are looked up at the next polls if they have
+// not turned up elsewhere by then.
+const maxCoordinatorLookups = 50
+
+// vanishedOn returns, of the groups broker b coordinated at the previous
+// observation (before), those that it neither described nor failed in out
+// and that it no longer coordinates. b is asked with FindCoordinator, one
+// read-only request per group: a group b still coordinates is gone
+// (deleted, or expired once Empty) and is left out. Any other answer (b
+// names another broker: the group's __consumer_offsets partition has a new
+// leader, which may still be loading it; no broker: the partition has no
+// leader; an error) means the group may be moving, and it is returned.
+func (p *Poller) vanishedOn(b *sarama.Broker, before []string, out *brokerGroups) []string {
+	seen := make(map[string]bool, len(out.groups)+len(out.failed))
+	for _, g := range out.groups {
+		seen[g.Name] = true
+	}
+	for _, n := range out.failed {
+		seen[n] = true
+	}
+	var moving []string
+	lookups, broken := 0, false
+	for _, name := range before {
+		if seen[name] || !p.filters.Group(name) {
+			continue
+		}
+		if broken || lookups == maxCoordinatorLookups {
+			moving = append(moving, name)
+			continue
+		}
+		lookups++
+		p.count(apiFindCoordinator)
+		resp, err := b.FindCoordinator(&sarama.FindCoordinatorRequest{
+			Version: p.vers.findCoordinator, CoordinatorKey: name, CoordinatorType: sarama.CoordinatorGroup})
+		switch {
+		case err != nil:
+			// The connection is closed: the groups left are not asked.
+			p.closeOnError(b, err)
+			broken = true
+			out.errs = append(out.errs, &StageError{Stage: StageFindCoordinator, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", name, err)})
+		case resp.Err == sarama.ErrNoError && resp.Coordinator != nil && resp.Coordinator.ID() == b.ID():
+			continue // gone
+		case resp.Err != sarama.ErrNoError && resp.Err != sarama.ErrConsumerCoordinatorNotAvailable:
+			p.denied(resp.Err)
+			out.errs = append(out.errs, &StageError{Stage: StageFindCoordinator, Broker: b.ID(), Err: fmt.Errorf("group %q: %w", name, resp.Err)})
+		}
+		moving = append(moving, name)
+	}
+	if len(moving) > 0 {
+		p.log.Debug().Int32("broker", b.ID()).Strs("groups", moving).Msg("groups no longer on their coordinator and not known gone: kept while they move")
+	}
+	return moving
+}
+
+// coordinatedBy indexes the groups of obs by their coordinator.
+func coordinatedBy(obs *cluster.GroupsObservation) map[int32][]string {
+	out := map[int32][]string{}
+	if obs == nil {
+		return out
+	}
+	for name, g := range obs.Groups {
+		out[g.Coordinator] = append(out[g.Coordinator], name)
+	}
+	for _, names := range out {
+		slices.Sort(names)
+	}
+	return out
 }
 
 // describeClassic describes a batch of classic groups. A response too

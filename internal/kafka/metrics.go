@@ -27,9 +27,10 @@ const (
 	apiDescribeGroups        = "DescribeGroups"
 	apiListGroups            = "ListGroups"
 	apiConsumerGroupDescribe = "ConsumerGroupDescribe"
+	apiFindCoordinator       = "FindCoordinator"
 )
 
-var apis = []string{apiFetch, apiListOffsets, apiMetadata, apiOffsetFetch, apiDescribeGroups, apiListGroups, apiConsumerGroupDescribe}
+var apis = []string{apiFetch, apiListOffsets, apiMetadata, apiOffsetFetch, apiDescribeGroups, apiListGroups, apiConsumerGroupDescribe, apiFindCoordinator}
 
 // Metrics are the poller's own instruments: what it sent, how long its
 // polls took and which steps failed. They count work as it happens, so

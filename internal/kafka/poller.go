@@ -64,6 +64,7 @@ const (
 	StageListGroups             = "list_groups"
 	StageDescribeGroups         = "describe_groups"
 	StageDescribeConsumerGroups = "describe_consumer_groups"
+	StageFindCoordinator        = "find_coordinator" // where a group that left its coordinator went
 	StageDecodeMember           = "decode_member"
 	StageOffsetFetch            = "offset_fetch"
 	StageListOffsets            = "list_offsets"
@@ -72,7 +73,7 @@ const (
 
 // Stages lists every stage, so that error counters exist at zero.
 var Stages = []string{StageConnect, StageTimeout, StageMetadata, StageListGroups, StageDescribeGroups,
-	StageDescribeConsumerGroups, StageDecodeMember, StageOffsetFetch, StageListOffsets, StageFetch}
+	StageDescribeConsumerGroups, StageFindCoordinator, StageDecodeMember, StageOffsetFetch, StageListOffsets, StageFetch}
 
 // StageError is one failed step of a poll. A poll can fail in several
 // places at once; they are joined with errors.Join.
