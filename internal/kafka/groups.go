@@ -151,34 +151,25 @@ func (p *Poller) PollGroups(ctx context.Context) (*cluster.GroupsObservation, er
 // maybeMoved reports whether some group may have moved to a broker not in
 // brokers (see PollGroups).
 func maybeMoved(prev *cluster.GroupsObservation, known map[int32]bool, brokers []*sarama.Broker, answers map[int32]answer[brokerGroups], start time.Time) bool {
-	listed := map[int32]map[string]bool{}
 	for _, b := range brokers {
 		a := answers[b.ID()]
 		if !a.fresh(start) || a.err != nil {
 			continue
 		}
-		names := make(map[string]bool, len(a.val.groups)+len(a.val.failed))
-		for _, g := range a.val.groups {
-			names[g.Name] = true
-		}
-		for _, n := range a.val.failed {
-			names[n] = true
+		if a.val.vanished > 0 {
+			return true
 		}
 		for _, err := range a.val.errs {
 			if errors.Is(err, sarama.ErrNotCoordinatorForConsumer) || errors.Is(err, sarama.ErrConsumerCoordinatorNotAvailable) {
 				return true
 			}
 		}
-		listed[b.ID()] = names
 	}
 	if prev == nil {
 		return false
 	}
-	for name, g := range prev.Groups {
+	for _, g := range prev.Groups {
 		if !known[g.Coordinator] {
-			return true
-		}
-		if names, ok := listed[g.Coordinator]; ok && !names[name] {
 			return true
 		}
 	}
@@ -245,8 +236,10 @@ type brokerGroups struct {
 	tooLarge map[string]time.Time
 	// moving are groups the broker coordinated at the previous
 	// observation, no longer describes and does not coordinate now (see
-	// vanishedOn): they keep their previous state.
-	moving []string
+	// vanishedOn): they keep their previous state. vanished counts those
+	// and the groups found gone.
+	moving   []string
+	vanished int
 }
 
 func (bg *brokerGroups) add(a brokerGroups) {
@@ -254,6 +247,7 @@ func (bg *brokerGroups) add(a brokerGroups) {
 	bg.failed = append(bg.failed, a.failed...)
 	bg.errs = append(bg.errs, a.errs...)
 	bg.moving = append(bg.moving, a.moving...)
+	bg.vanished += a.vanished
 	for n, at := range a.tooLarge {
 		if bg.tooLarge == nil {
 			bg.tooLarge = map[string]time.Time{}
@@ -353,7 +347,7 @@ func (p *Poller) groupsOn(b *sarama.Broker, before []string) (brokerGroups, erro
 			out.add(gs)
 		}
 	}
-	out.moving = p.vanishedOn(b, before, &out)
+	p.vanishedOn(b, before, &out)
 	return out, nil
 }
 
@@ -365,15 +359,16 @@ func (p *Poller) groupsOn(b *sarama.Broker, before []string) (brokerGroups, erro
 // not turned up elsewhere by then.
 const maxCoordinatorLookups = 50
 
-// vanishedOn returns, of the groups broker b coordinated at the previous
-// observation (before), those that it neither described nor failed in out
-// and that it no longer coordinates. b is asked with FindCoordinator, one
+// vanishedOn puts in out.moving, of the groups broker b coordinated at the
+// previous observation (before), those that it neither described nor
+// failed in out and that it no longer coordinates, and counts in
+// out.vanished every group it neither described nor failed. b is asked with FindCoordinator, one
 // read-only request per group: a group b still coordinates is gone
 // (deleted, or expired once Empty) and is left out. Any other answer (b
 // names another broker: the group's __consumer_offsets partition has a new
 // leader, which may still be loading it; no broker: the partition has no
-// leader; an error) means the group may be moving, and it is returned.
-func (p *Poller) vanishedOn(b *sarama.Broker, before []string, out *brokerGroups) []string {
+// leader; an error) means the group may be moving.
+func (p *Poller) vanishedOn(b *sarama.Broker, before []string, out *brokerGroups) {
 	seen := make(map[string]bool, len(out.groups)+len(out.failed))
 	for _, g := range out.groups {
 		seen[g.Name] = true
@@ -387,6 +382,7 @@ func (p *Poller) vanishedOn(b *sarama.Broker, before []string, out *brokerGroups
 		if seen[name] || !p.filters.Group(name) {
 			continue
 		}
+		out.vanished++
 		if broken || lookups == maxCoordinatorLookups {
 			moving = append(moving, name)
 			continue
@@ -412,7 +408,7 @@ func (p *Poller) vanishedOn(b *sarama.Broker, before []string, out *brokerGroups
 	if len(moving) > 0 {
 		p.log.Debug().Int32("broker", b.ID()).Strs("groups", moving).Msg("groups no longer on their coordinator and not known gone: kept while they move")
 	}
-	return moving
+	out.moving = moving
 }
 
 // coordinatedBy indexes the groups of obs by their coordinator.

@@ -129,6 +129,22 @@ func checkCarried(t *testing.T, when string, snap, before *store.Snapshot, group
 	}
 }
 
+// awaitFresh polls until every one of groups is in an observation made by
+// that poll (its faults removed, each group is listed and described again).
+func awaitFresh(t *testing.T, e *kafkatest.Exporter, groups ...string) {
+	t.Helper()
+	testkit.Eventually(t, 10*time.Second, 0, "the vanished groups fresh again", func() error {
+		start := time.Now()
+		_ = e.Poller.GroupsPoll(context.Background(), e.Store)
+		for _, g := range groups {
+			if got := e.Store.Current().Groups.Groups[g]; got == nil || got.ObservedAt.Before(start) {
+				return fmt.Errorf("group %s not fresh: %+v", g, got)
+			}
+		}
+		return nil
+	})
+}
+
 // checkFresh fails t unless every group in groups is in snap, observed at
 // or after start.
 func checkFresh(t *testing.T, when string, snap *cluster.GroupsObservation, start time.Time, groups []string) {
@@ -237,14 +253,7 @@ func TestVanishedGroupMovingIsKept(t *testing.T) {
 				fc.Remove()
 			}
 			moving.Store(false)
-			testkit.Eventually(t, 10*time.Second, 0, "the moved group fresh again", func() error {
-				start := time.Now()
-				_ = e.Poller.GroupsPoll(context.Background(), e.Store)
-				if got := e.Store.Current().Groups.Groups[g]; got == nil || got.ObservedAt.Before(start) {
-					return fmt.Errorf("group %s not fresh: %+v", g, got)
-				}
-				return nil
-			})
+			awaitFresh(t, e, g)
 			st, was := e.Store.Current().Rebalance[g], before.Rebalance[g]
 			if st.Rebalances != was.Rebalances || len(st.History) != len(was.History) {
 				t.Errorf("after the move: %d rebalances and %d events, want the %d and %d kept", st.Rebalances, len(st.History), was.Rebalances, len(was.History))
@@ -365,16 +374,7 @@ func TestVanishedGroupsLookupsBounded(t *testing.T) {
 
 	hidden.Remove()
 	fc.Remove()
-	testkit.Eventually(t, 10*time.Second, 0, "the vanished groups fresh again", func() error {
-		start := time.Now()
-		_ = e.Poller.GroupsPoll(context.Background(), e.Store)
-		for _, g := range mine {
-			if got := e.Store.Current().Groups.Groups[g]; got == nil || got.ObservedAt.Before(start) {
-				return fmt.Errorf("group %s not fresh: %+v", g, got)
-			}
-		}
-		return nil
-	})
+	awaitFresh(t, e, mine...)
 	fcBefore := apiRequests(t, e, "FindCoordinator")
 	if err := e.Poller.GroupsPoll(context.Background(), e.Store); err != nil {
 		t.Errorf("poll after recovery: %v", err)
@@ -490,14 +490,5 @@ func TestVanishedGroupsFindCoordinatorTransportError(t *testing.T) {
 
 	failing.Store(false)
 	hidden.Remove()
-	testkit.Eventually(t, 10*time.Second, 0, "the vanished groups fresh again", func() error {
-		start := time.Now()
-		_ = e.Poller.GroupsPoll(context.Background(), e.Store)
-		for _, g := range gone {
-			if got := e.Store.Current().Groups.Groups[g]; got == nil || got.ObservedAt.Before(start) {
-				return fmt.Errorf("group %s not fresh: %+v", g, got)
-			}
-		}
-		return nil
-	})
+	awaitFresh(t, e, gone...)
 }
